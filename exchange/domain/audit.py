@@ -1,0 +1,88 @@
+"""Whole-state invariant checks, run by the engine itself (`Engine.audit`) on a schedule the
+service chooses, and by the tests after every step. Each failure names what broke."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from exchange.domain.book import BUY, NO_ASK, NO_BID, SELL
+from exchange.domain.lifecycle import TERMINAL
+
+if TYPE_CHECKING:
+    from exchange.domain.engine import Engine
+
+
+def _fail(message: str) -> None:
+    from exchange.domain.engine import InvariantViolation
+
+    raise InvariantViolation(message)
+
+
+def audit_engine(engine: Engine) -> None:
+    live_in_books: dict[int, int] = {}
+    open_lots: dict[tuple[int, str, int], int] = {}
+    for symbol, series in engine.series.items():
+        book = series.book
+        if not book.best_bid < book.best_ask:
+            _fail(f"{symbol}: book crossed at rest ({book.best_bid} >= {book.best_ask})")
+        for side, levels, prices, best, empty in (
+            (BUY, book.bids, book._bid_prices, book.best_bid, NO_BID),
+            (SELL, book.asks, book._ask_prices, book.best_ask, NO_ASK),
+        ):
+            if list(prices) != sorted(levels):
+                _fail(f"{symbol}: price index {list(prices)} != levels {sorted(levels)}")
+            expected_best = (max(levels) if side == BUY else min(levels)) if levels else empty
+            if best != expected_best:
+                _fail(f"{symbol}: cached best {best} != {expected_best}")
+            for price, level in levels.items():
+                live = [o for o in level.orders if o.remaining_lots]
+                if level.live != len(live) or level.live == 0:
+                    _fail(f"{symbol} {price}: level count {level.live} != {len(live)} live orders")
+                if level.total_lots != sum(o.remaining_lots for o in live):
+                    _fail(f"{symbol} {price}: level total {level.total_lots} != sum of its orders")
+                for order in live:
+                    if order.price_ticks != price or order.side != side or order.symbol != symbol:
+                        _fail(f"{order!r} sits in the wrong level {symbol} {side} {price}")
+                    if engine.orders.get(order.order_id) is not order:
+                        _fail(f"{order!r} is in the book but not the live order index")
+                    live_in_books[order.order_id] = order.order_id
+                    key = (order.account_id, symbol, side)
+                    open_lots[key] = open_lots.get(key, 0) + order.remaining_lots
+    if len(live_in_books) != len(engine.orders):
+        _fail(f"{len(engine.orders)} live orders indexed but {len(live_in_books)} in books")
+    for order in engine.orders.values():
+        if not order.quantities_add_up():
+            _fail(f"{order!r}: filled + remaining + cancelled != quantity")
+        if order.status in TERMINAL or order.remaining_lots <= 0:
+            _fail(f"{order!r}: terminal or empty order still live")
+        if engine.accounts[order.account_id].orders.get(order.order_id) is not order:
+            _fail(f"{order!r}: missing from its account's order list")
+    positions: dict[str, int] = {}
+    for account_id, account in engine.accounts.items():
+        if any(o.account_id != account_id for o in account.orders.values()):
+            _fail(f"account {account_id} lists another account's order")
+        if len(account.orders) > engine.limits.max_open_orders_per_account:
+            _fail(f"account {account_id} has more open orders than allowed")
+        margin_total = 0
+        for symbol, exposure in account.exposures.items():
+            series = engine.series[symbol]
+            for side, held in ((BUY, exposure.open_buy_lots), (SELL, exposure.open_sell_lots)):
+                actual = open_lots.get((account_id, symbol, side), 0)
+                if held != actual:
+                    _fail(f"account {account_id} {symbol} side {side}: open lots {held} != orders {actual}")
+            required = series.im_per_lot_micros * exposure.worst_lots()
+            if exposure.margin_micros != required:
+                _fail(f"account {account_id} {symbol}: margin held {exposure.margin_micros} != required {required}")
+            margin_total += required
+            positions[symbol] = positions.get(symbol, 0) + exposure.position_lots
+            if exposure.position_lots == 0 and (exposure.entry_num, exposure.entry_den) != (0, 1):
+                _fail(f"account {account_id} {symbol}: flat position with an entry price")
+        if account.margin_micros != margin_total:
+            _fail(f"account {account_id}: margin {account.margin_micros} != sum over series {margin_total}")
+    for symbol, net in positions.items():
+        if net != 0:
+            _fail(f"{symbol}: positions sum to {net}, not zero")
+    if engine.ledger.total() != 0:
+        _fail(f"ledger sums to {engine.ledger.total()}, not zero")
+    if set(engine.ledger.balances) - set(engine.accounts) - {-1, -2}:
+        _fail("ledger has accounts the engine does not know")

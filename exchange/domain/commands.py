@@ -1,0 +1,113 @@
+"""Commands: the only way to change the core's state. Small immutable values.
+
+A command carries no sequence number or time: the sequencer gives it both (`Engine.apply(cmd, ts_ns)`)
+so that a client's retry of the same command compares equal to the original.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from exchange.domain.order import OrderType, Side, StpMode, TimeInForce
+from exchange.domain.spec import SeriesSpec
+
+
+class CreateAccount(NamedTuple):
+    account_id: int
+
+
+class Deposit(NamedTuple):
+    """Operator: cash arrives from outside (bank wire, stablecoin...)."""
+
+    account_id: int
+    amount_micros: int
+
+
+class Withdraw(NamedTuple):
+    """Operator: cash leaves; refused if what is left would not cover the required margin."""
+
+    account_id: int
+    amount_micros: int
+
+
+class SetAccountEnabled(NamedTuple):
+    """Operator kill switch: disabling cancels the account's orders and refuses new ones."""
+
+    account_id: int
+    enabled: bool
+
+
+class ListSeries(NamedTuple):
+    spec: SeriesSpec
+
+
+class HaltSeries(NamedTuple):
+    """Operator: halt (no new orders or amends; cancels still allowed) or resume a series."""
+
+    symbol: str
+    halted: bool
+
+
+class TerminateTrading(NamedTuple):
+    """End trading in a series now (it also ends by itself at the spec's trading_end_ns)."""
+
+    symbol: str
+
+
+class PlaceOrder(NamedTuple):
+    account_id: int
+    symbol: str
+    side: Side
+    qty_lots: int
+    price_ticks: int | None = None          # required for LIMIT, forbidden for MARKET
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    stp: StpMode = StpMode.CANCEL_NEWEST
+    client_order_id: str | None = None      # idempotency key, unique per account
+    expire_ts_ns: int | None = None         # GTD only
+
+
+class CancelOrder(NamedTuple):
+    """Cancel by exchange order id or by client order id (exactly one of them)."""
+
+    account_id: int
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+class AmendOrder(NamedTuple):
+    """Change price and/or open quantity.
+
+    `qty_lots` is the new *open* (remaining) quantity: for an order of 10 with 4 filled, qty 3
+    reduces the open 6 to 3 and keeps time priority; qty 8 increases it and loses priority. A new
+    price always loses priority and may match at once.
+    """
+
+    account_id: int
+    order_id: int
+    price_ticks: int | None = None
+    qty_lots: int | None = None
+
+
+class MassCancel(NamedTuple):
+    """Cancel all of an account's open orders, optionally only in one series and/or one side."""
+
+    account_id: int
+    symbol: str | None = None
+    side: Side | None = None
+
+
+class AdvanceTime(NamedTuple):
+    """No-op carrying only the sequencer's time: lets GTD expiry and trading termination happen
+    when no other command arrives."""
+
+
+Command = (
+    CreateAccount | Deposit | Withdraw | SetAccountEnabled | ListSeries | HaltSeries | TerminateTrading
+    | PlaceOrder | CancelOrder | AmendOrder | MassCancel | AdvanceTime
+)
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    CreateAccount, Deposit, Withdraw, SetAccountEnabled, ListSeries, HaltSeries, TerminateTrading,
+    PlaceOrder, CancelOrder, AmendOrder, MassCancel, AdvanceTime,
+)

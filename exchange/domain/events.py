@@ -1,0 +1,176 @@
+"""Events: what the core says happened. Immutable, and each carries a gapless global `seq` and the
+`ts_ns` its command was given.
+
+Events are `NamedTuple`s: immutable, compact, comparable with `==`, and cheap to build on the hot
+path (`tuple.__new__(Trade, (...))` skips the Python-level constructor).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from exchange.domain.codes import CancelReason, RejectCode
+from exchange.domain.spec import SeriesSpec
+
+
+class Rejected(NamedTuple):
+    """A command was refused. Nothing else changed."""
+
+    seq: int
+    ts_ns: int
+    command: str                 # the command's type name, e.g. "PlaceOrder"
+    account_id: int | None
+    code: RejectCode
+    message: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+class DuplicateOrder(NamedTuple):
+    """A retry of an already accepted order (same account, client order id and payload).
+
+    Nothing changed; `original` holds the events the first attempt produced, so the caller gets
+    the original result."""
+
+    seq: int
+    ts_ns: int
+    account_id: int
+    client_order_id: str
+    order_id: int
+    original: tuple[object, ...]
+
+
+class OrderAccepted(NamedTuple):
+    seq: int
+    ts_ns: int
+    order_id: int
+    account_id: int
+    symbol: str
+    side: int
+    order_type: int
+    price_ticks: int | None      # None for market orders
+    qty_lots: int
+    tif: int
+    post_only: bool
+    stp: int
+    client_order_id: str | None
+    expire_ts_ns: int | None
+
+
+class Trade(NamedTuple):
+    """One fill between a resting (maker) and an incoming (taker) order, at the maker's price."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+    trade_id: int                # per series, from 1
+    price_ticks: int
+    qty_lots: int
+    aggressor_side: int          # the taker's side
+    maker_order_id: int
+    maker_account_id: int
+    taker_order_id: int
+    taker_account_id: int
+    maker_remaining_lots: int
+    taker_remaining_lots: int
+    maker_fee_micros: int
+    taker_fee_micros: int
+
+
+class OrderCancelled(NamedTuple):
+    """`cancelled_lots` left the order; if `remaining_lots` > 0 the order lives on (STP decrement)."""
+
+    seq: int
+    ts_ns: int
+    order_id: int
+    account_id: int
+    symbol: str
+    side: int
+    cancelled_lots: int
+    remaining_lots: int
+    reason: CancelReason
+
+
+class OrderAmended(NamedTuple):
+    seq: int
+    ts_ns: int
+    order_id: int
+    account_id: int
+    symbol: str
+    side: int
+    price_ticks: int
+    remaining_lots: int
+    quantity_lots: int           # filled + remaining + cancelled after the amend
+    priority_kept: bool
+
+
+class OrderExpired(NamedTuple):
+    seq: int
+    ts_ns: int
+    order_id: int
+    account_id: int
+    symbol: str
+    side: int
+    expired_lots: int
+
+
+class MassCancelDone(NamedTuple):
+    """Acknowledges a mass cancel; the cancellations themselves precede it as OrderCancelled."""
+
+    seq: int
+    ts_ns: int
+    account_id: int
+    symbol: str | None
+    side: int | None
+    cancelled_orders: int
+
+
+class AccountCreated(NamedTuple):
+    seq: int
+    ts_ns: int
+    account_id: int
+
+
+class AccountStatusChanged(NamedTuple):
+    seq: int
+    ts_ns: int
+    account_id: int
+    enabled: bool
+
+
+class CashMoved(NamedTuple):
+    """A ledger posting outside trading (deposit, withdrawal): `amount_micros` from one ledger
+    account to another. Fees travel inside `Trade`."""
+
+    seq: int
+    ts_ns: int
+    kind: str                    # "deposit" | "withdrawal"
+    from_account: int
+    to_account: int
+    amount_micros: int
+    balance_micros: int          # the trader account's cash after the posting
+
+
+class SeriesListed(NamedTuple):
+    seq: int
+    ts_ns: int
+    spec: SeriesSpec
+
+
+class SeriesHaltChanged(NamedTuple):
+    seq: int
+    ts_ns: int
+    symbol: str
+    halted: bool
+
+
+class TradingTerminated(NamedTuple):
+    seq: int
+    ts_ns: int
+    symbol: str
+
+
+Event = (
+    Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired | AccountCreated
+    | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
+)

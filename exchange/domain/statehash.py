@@ -1,0 +1,60 @@
+"""A canonical dump of the core's whole state and its SHA-256.
+
+Two engines that applied the same commands at the same times must produce the same hash, in any
+process and with any PYTHONHASHSEED: the dump walks dicts in insertion order (deterministic, since
+every insertion follows the command order) or sorted, never a set, and writes only ints, strings,
+bools, None and Decimals through `repr`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from exchange.domain.book import BUY, SELL
+from exchange.domain.order import Order
+
+if TYPE_CHECKING:
+    from exchange.domain.engine import Engine
+
+
+def _order(o: Order) -> tuple[Any, ...]:
+    return (o.order_id, o.account_id, o.symbol, int(o.side), o.price_ticks, o.quantity_lots,
+            o.remaining_lots, o.filled_lots, o.cancelled_lots, int(o.status), int(o.tif), bool(o.post_only),
+            int(o.stp), o.client_order_id, o.expire_ts_ns)
+
+
+def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
+    """Everything that defines the core's behaviour from here on, as plain comparable values.
+
+    `include_counters=False` leaves out the event sequence number, the only thing a rejected
+    command is allowed to change.
+    """
+    dump: dict[str, Any] = {
+        "limits": engine.limits.max_open_orders_per_account,
+        "next_order_id": engine.next_order_id,
+        "ts_ns": engine.stamp.ts_ns,
+        "series": [
+            (symbol, repr(s.spec), s.reference_price_ticks, s.halted, s.terminated, s.book.trade_count,
+             [_order(o) for o in s.book.orders(BUY)], [_order(o) for o in s.book.orders(SELL)])
+            for symbol, s in sorted(engine.series.items())
+        ],
+        "accounts": [
+            (account_id, a.enabled, a.margin_micros, sorted(a.orders),
+             [(symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros, e.entry_num,
+               e.entry_den) for symbol, e in sorted(a.exposures.items())])
+            for account_id, a in sorted(engine.accounts.items())
+        ],
+        "ledger": sorted(engine.ledger.balances.items()),
+        "ledger_postings": engine.ledger.postings,
+        "client_orders": sorted((key, repr(cmd), order_id, repr(events))
+                                for key, (cmd, order_id, events) in engine.client_orders.items()),
+        "expiries": sorted((ts, oid) for ts, oid in engine._expiries if oid in engine.orders),
+    }
+    if include_counters:
+        dump["seq"] = engine.stamp.seq
+    return dump
+
+
+def state_hash(engine: Engine) -> str:
+    return hashlib.sha256(repr(state_dump(engine)).encode()).hexdigest()

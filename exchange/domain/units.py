@@ -1,0 +1,94 @@
+"""Exact units: integer micro-dollars for cash, integer ticks for prices, integer lots for size.
+
+Names carry their unit last (`price_ticks`, `cash_micros`, `qty_lots`, `rate_ppm`) so a mix-up shows
+in review. Conversions to and from `Decimal` live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICROS_PER_USD = 1_000_000
+PPM = 1_000_000  # rates are parts per million: 12% = 120_000 ppm, 2 bps = 200 ppm
+NS_PER_SECOND = 1_000_000_000
+NS_PER_HOUR = 3_600 * NS_PER_SECOND
+
+_MICRO = Decimal("0.000001")
+
+
+class UnitError(ValueError):
+    """A decimal value that cannot be represented exactly in the unit asked for."""
+
+
+def div_half_even(numerator: int, denominator: int) -> int:
+    """Integer division rounded half-to-even (the rulebook's rounding), exact for any ints."""
+    assert denominator > 0, "denominator must be positive"
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient & 1):
+        quotient += 1
+    return quotient
+
+
+def apply_ppm(amount: int, rate_ppm: int) -> int:
+    """`amount × rate`, rounded half-to-even to the unit of `amount`."""
+    return div_half_even(amount * rate_ppm, PPM)
+
+
+def to_decimal(value: object, what: str) -> Decimal:
+    """Parse a decimal given as str/int/Decimal; floats are refused because they are not exact."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise UnitError(f"{what} must be an exact decimal (a string like \"2.405\"), not {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int | str):
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise UnitError(f"{what} is not a decimal number: {value!r}") from None
+    else:
+        raise UnitError(f"{what} must be a decimal number, not {type(value).__name__}")
+    if not result.is_finite():
+        raise UnitError(f"{what} must be finite, not {value!r}")
+    return result
+
+
+def usd_to_micros(value: object, what: str = "amount") -> int:
+    """Decimal USD -> integer micro-dollars; more than 6 decimal places is an error, never rounded."""
+    amount = to_decimal(value, what)
+    micros = amount * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise UnitError(f"{what} {amount} has more precision than one micro-dollar (0.000001)")
+    return int(micros)
+
+
+def micros_to_usd(micros: int) -> Decimal:
+    """Integer micro-dollars -> Decimal USD with exactly 6 decimal places."""
+    return (Decimal(micros) / MICROS_PER_USD).quantize(_MICRO)
+
+
+def rate_to_ppm(value: object, what: str = "rate") -> int:
+    """Decimal fraction (0.12) -> parts per million (120000); finer than 1 ppm is an error."""
+    rate = to_decimal(value, what)
+    ppm = rate * PPM
+    if ppm != ppm.to_integral_value():
+        raise UnitError(f"{what} {rate} is finer than one part per million")
+    return int(ppm)
+
+
+def price_to_ticks(value: object, tick_micros: int, what: str = "price") -> int:
+    """Decimal USD/GPU-hour -> integer ticks; a price off the tick grid is an error, never rounded."""
+    micros = usd_to_micros(value, what)
+    ticks, remainder = divmod(micros, tick_micros)
+    if remainder:
+        raise UnitError(
+            f"{what} {to_decimal(value, what)} is not a multiple of the tick {micros_to_usd(tick_micros)}"
+        )
+    return ticks
+
+
+def ticks_to_price(price_ticks: int, tick_micros: int) -> Decimal:
+    """Integer ticks -> Decimal USD/GPU-hour, normalised to the tick's decimal places."""
+    return micros_to_usd(price_ticks * tick_micros).normalize().quantize(
+        micros_to_usd(tick_micros).normalize()
+    )
