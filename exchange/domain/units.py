@@ -53,13 +53,32 @@ def to_decimal(value: object, what: str) -> Decimal:
     return result
 
 
+def _scaled_int(amount: Decimal, places: int) -> int | None:
+    """`amount × 10**places` as an int, or None if that is not a whole number.
+
+    Integer arithmetic on the decimal's digits: Decimal multiplication would round silently past
+    the context's 28 significant digits.
+    """
+    sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked by to_decimal
+    coefficient = int("".join(map(str, digits)) or "0")
+    shift = exponent + places
+    if shift >= 0:
+        scaled = coefficient * 10**shift
+    else:
+        scaled, remainder = divmod(coefficient, 10**-shift)
+        if remainder:
+            return None
+    return -scaled if sign else scaled
+
+
 def usd_to_micros(value: object, what: str = "amount") -> int:
     """Decimal USD -> integer micro-dollars; more than 6 decimal places is an error, never rounded."""
     amount = to_decimal(value, what)
-    micros = amount * MICROS_PER_USD
-    if micros != micros.to_integral_value():
+    micros = _scaled_int(amount, 6)
+    if micros is None:
         raise UnitError(f"{what} {amount} has more precision than one micro-dollar (0.000001)")
-    return int(micros)
+    return micros
 
 
 def micros_to_usd(micros: int) -> Decimal:
@@ -70,10 +89,10 @@ def micros_to_usd(micros: int) -> Decimal:
 def rate_to_ppm(value: object, what: str = "rate") -> int:
     """Decimal fraction (0.12) -> parts per million (120000); finer than 1 ppm is an error."""
     rate = to_decimal(value, what)
-    ppm = rate * PPM
-    if ppm != ppm.to_integral_value():
+    ppm = _scaled_int(rate, 6)
+    if ppm is None:
         raise UnitError(f"{what} {rate} is finer than one part per million")
-    return int(ppm)
+    return ppm
 
 
 def price_to_ticks(value: object, tick_micros: int, what: str = "price") -> int:
