@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from math import gcd
+from fractions import Fraction
 
 from exchange.domain.order import Order
+from exchange.domain.units import div_half_even
 
 
 class Exposure:
@@ -12,42 +13,53 @@ class Exposure:
 
     `margin_micros` is this series' contribution to the account's required initial margin
     (rulebook §5): `im_per_lot × max(|position + open buys|, |position − open sells|)`.
-    The average entry price is kept as an exact fraction of ticks (`entry_num / entry_den`).
+
+    `entry_cost_ticks` is the cost of the open position in tick-lots under the average-cost
+    method: the average entry price is `entry_cost_ticks / |position_lots|` ticks. Adding to the
+    position adds `price × lots`; reducing removes the average cost of the lots closed, rounded
+    half-to-even to a whole tick-lot (so it stays an exact integer; the average entry is a report,
+    cash moves only through fees and variation margin at the settlement price).
     """
 
-    __slots__ = ("entry_den", "entry_num", "margin_micros", "open_buy_lots", "open_sell_lots",
-                 "position_lots")
+    __slots__ = ("entry_cost_ticks", "margin_micros", "open_buy_lots", "open_sell_lots", "position_lots")
 
     def __init__(self) -> None:
         self.position_lots = 0       # signed: long > 0
         self.open_buy_lots = 0
         self.open_sell_lots = 0
         self.margin_micros = 0
-        self.entry_num = 0
-        self.entry_den = 1
+        self.entry_cost_ticks = 0
 
     def worst_lots(self) -> int:
         """The position if every open order on one side filled, the worse side."""
         pos = self.position_lots
         return max(abs(pos + self.open_buy_lots), abs(pos - self.open_sell_lots))
 
-    def apply_fill(self, signed_lots: int, price_ticks: int) -> None:
-        """Move `signed_lots` (buy > 0) into the position and update the average entry exactly."""
+    def average_entry_ticks(self) -> Fraction | None:
+        """Exact average entry price in ticks, or None when flat."""
         pos = self.position_lots
-        new = pos + signed_lots
-        if pos == 0 or (pos > 0) == (signed_lots > 0):
-            # Opening or adding: the entry becomes the size-weighted average.
-            num = self.entry_num * abs(pos) + price_ticks * abs(signed_lots) * self.entry_den
-            den = self.entry_den * abs(new)
-            common = gcd(num, den)
-            self.entry_num, self.entry_den = num // common, den // common
-        elif new == 0:
-            self.entry_num, self.entry_den = 0, 1
-        elif (new > 0) != (pos > 0):
-            # Flipped through zero: the new position was all opened at this price.
-            self.entry_num, self.entry_den = price_ticks, 1
-        # Reducing keeps the average entry unchanged.
-        self.position_lots = new
+        return Fraction(self.entry_cost_ticks, abs(pos)) if pos else None
+
+
+def apply_fill(exposure: Exposure, signed_lots: int, price_ticks: int) -> None:
+    """Move `signed_lots` (buy > 0) into the position at `price_ticks`, updating the entry cost.
+
+    A module function rather than a method: it runs twice per trade on the hot path.
+    """
+    pos = exposure.position_lots
+    new = pos + signed_lots
+    if pos == 0 or (pos > 0) == (signed_lots > 0):
+        exposure.entry_cost_ticks += price_ticks * (signed_lots if signed_lots > 0 else -signed_lots)
+    elif new == 0:
+        exposure.entry_cost_ticks = 0
+    elif (new > 0) == (pos > 0):
+        held = pos if pos > 0 else -pos
+        closed = signed_lots if signed_lots > 0 else -signed_lots
+        exposure.entry_cost_ticks -= div_half_even(exposure.entry_cost_ticks * closed, held)
+    else:
+        # Flipped through zero: what is left was all opened at this price.
+        exposure.entry_cost_ticks = price_ticks * (new if new > 0 else -new)
+    exposure.position_lots = new
 
 
 class Account:

@@ -75,8 +75,9 @@ def audit_engine(engine: Engine) -> None:
                 _fail(f"account {account_id} {symbol}: margin held {exposure.margin_micros} != required {required}")
             margin_total += required
             positions[symbol] = positions.get(symbol, 0) + exposure.position_lots
-            if exposure.position_lots == 0 and (exposure.entry_num, exposure.entry_den) != (0, 1):
-                _fail(f"account {account_id} {symbol}: flat position with an entry price")
+            if (exposure.position_lots == 0) != (exposure.entry_cost_ticks == 0):
+                _fail(f"account {account_id} {symbol}: entry cost {exposure.entry_cost_ticks} does not match "
+                      f"position {exposure.position_lots}")
         if account.margin_micros != margin_total:
             _fail(f"account {account_id}: margin {account.margin_micros} != sum over series {margin_total}")
     for symbol, net in positions.items():

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.domain.account import Account, Exposure
+from exchange.domain.account import Account, Exposure, apply_fill
 from exchange.domain.book import BUY, OrderBook, Stamp
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
@@ -355,10 +355,15 @@ class Engine:
                                  order_id=original_id, client_order_id=client_order_id)
                 return
         spec = series.spec
-        code, message = _validate_order(cmd, series, self.stamp.ts_ns)
-        if code is not None:
-            self._reject(out, cmd, account_id, code, message, client_order_id=client_order_id)
-            return
+        # The common case (a plain GTC limit inside the band) in one expression; anything else
+        # goes through the full, readable validation that also says what is wrong.
+        if not (order_type == _LIMIT and tif == _GTC and type(qty) is int and 0 < qty <= spec.max_order_lots
+                and type(price) is int and series.band_low_ticks <= price <= series.band_high_ticks
+                and expire_ts_ns is None and side in _SIDES and stp in _STPS):
+            code, message = _validate_order(cmd, series, self.stamp.ts_ns)
+            if code is not None:
+                self._reject(out, cmd, account_id, code, message, client_order_id=client_order_id)
+                return
         limit = price if order_type == _LIMIT else (
             series.band_high_ticks if side == BUY else series.band_low_ticks)
         assert limit is not None
@@ -429,49 +434,41 @@ class Engine:
         """Apply the book's events from `out[start:]` to positions, open orders, margin and cash.
 
         Fills never raise required margin (an order's worst case already counted it), so nothing
-        here can fail: it only moves quantities and fees.
+        here can fail: it only moves quantities and fees. `account` is the command's account, the
+        usual owner of cancels and the taker side of trades; others are looked up.
         """
         symbol = series.spec.symbol
         im = series.im_per_lot_micros
         accounts = self.accounts
         orders = self.orders
-        balances = self.ledger.balances
+        ledger = self.ledger
+        own_id = account.account_id
         for i in range(start, len(out)):
             event = out[i]
             kind = type(event)
             if kind is Trade:
-                qty = event.qty_lots
-                price = event.price_ticks
-                taker_buys = event.aggressor_side == BUY
-                for acct_id, order_id, remaining, fee, buys in (
-                    (event.maker_account_id, event.maker_order_id, event.maker_remaining_lots,
-                     event.maker_fee_micros, not taker_buys),
-                    (event.taker_account_id, event.taker_order_id, event.taker_remaining_lots,
-                     event.taker_fee_micros, taker_buys),
-                ):
-                    acct = account if acct_id == account.account_id else accounts[acct_id]
-                    exposure = acct.exposures.get(symbol)
-                    if exposure is None:
-                        exposure = acct.exposures[symbol] = Exposure()
-                    if buys:
-                        exposure.open_buy_lots -= qty
-                        exposure.apply_fill(qty, price)
-                    else:
-                        exposure.open_sell_lots -= qty
-                        exposure.apply_fill(-qty, price)
-                    pos = exposure.position_lots
-                    margin = im * max(abs(pos + exposure.open_buy_lots), abs(pos - exposure.open_sell_lots))
-                    acct.margin_micros += margin - exposure.margin_micros
-                    exposure.margin_micros = margin
-                    if fee:
-                        balances[acct_id] -= fee
-                        balances[FEES] += fee
-                        self.ledger.postings += 1
-                    if not remaining:
-                        del orders[order_id]
-                        del acct.orders[order_id]
+                (_, _, _, _, price, qty, aggressor, maker_oid, maker_acct_id, taker_oid, taker_acct_id,
+                 maker_rem, taker_rem, maker_fee, taker_fee) = event
+                maker = account if maker_acct_id == own_id else accounts[maker_acct_id]
+                taker = account if taker_acct_id == own_id else accounts[taker_acct_id]
+                if aggressor == BUY:
+                    _fill(maker, symbol, -qty, price, im)
+                    _fill(taker, symbol, qty, price, im)
+                else:
+                    _fill(maker, symbol, qty, price, im)
+                    _fill(taker, symbol, -qty, price, im)
+                if maker_fee:
+                    ledger.transfer(maker_acct_id, FEES, maker_fee)
+                if taker_fee:
+                    ledger.transfer(taker_acct_id, FEES, taker_fee)
+                if not maker_rem:
+                    del orders[maker_oid]
+                    del maker.orders[maker_oid]
+                if not taker_rem:
+                    del orders[taker_oid]
+                    del taker.orders[taker_oid]
             elif kind is OrderCancelled or kind is OrderExpired:
-                acct = account if event.account_id == account.account_id else accounts[event.account_id]
+                acct = account if event.account_id == own_id else accounts[event.account_id]
                 lots = event.cancelled_lots if kind is OrderCancelled else event.expired_lots
                 exposure = acct.exposures[symbol]
                 if event.side == BUY:
@@ -597,6 +594,23 @@ class Engine:
         from exchange.domain.audit import audit_engine
 
         audit_engine(self)
+
+
+def _fill(account: Account, symbol: str, signed_lots: int, price_ticks: int, im_per_lot_micros: int) -> None:
+    """One side of a trade: open lots become position; margin follows (it can only fall)."""
+    exposure = account.exposures.get(symbol)
+    if exposure is None:
+        exposure = account.exposures[symbol] = Exposure()
+    if signed_lots > 0:
+        exposure.open_buy_lots -= signed_lots
+    else:
+        exposure.open_sell_lots += signed_lots
+    apply_fill(exposure, signed_lots, price_ticks)
+    pos = exposure.position_lots
+    margin = im_per_lot_micros * max(abs(pos + exposure.open_buy_lots), abs(pos - exposure.open_sell_lots))
+    assert margin <= exposure.margin_micros, "a fill raised required margin"
+    account.margin_micros += margin - exposure.margin_micros
+    exposure.margin_micros = margin
 
 
 def _validate_order(cmd: PlaceOrder, series: Series, now_ns: int) -> tuple[RejectCode | None, str]:

@@ -39,6 +39,7 @@ TRANSITIONS: MappingProxyType[tuple[OrderStatus, OrderAction], OrderStatus] = Ma
     (S.NEW, A.FILL_FULL): S.FILLED,
     (S.NEW, A.CANCEL): S.CANCELLED,
     (S.NEW, A.REDUCE): S.NEW,
+    (S.OPEN, A.REST): S.OPEN,  # requeued by an amend that lost priority
     (S.OPEN, A.FILL_PART): S.PARTIALLY_FILLED,
     (S.OPEN, A.FILL_FULL): S.FILLED,
     (S.OPEN, A.CANCEL): S.CANCELLED,

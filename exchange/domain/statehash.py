@@ -41,8 +41,8 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
         ],
         "accounts": [
             (account_id, a.enabled, a.margin_micros, sorted(a.orders),
-             [(symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros, e.entry_num,
-               e.entry_den) for symbol, e in sorted(a.exposures.items())])
+             [(symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros,
+               e.entry_cost_ticks) for symbol, e in sorted(a.exposures.items())])
             for account_id, a in sorted(engine.accounts.items())
         ],
         "ledger": sorted(engine.ledger.balances.items()),
