@@ -24,7 +24,7 @@ from sortedcontainers import SortedList
 
 from exchange.domain.codes import CancelReason
 from exchange.domain.events import OrderAmended, OrderCancelled, OrderExpired, Trade
-from exchange.domain.lifecycle import NEXT, OrderAction, OrderStatus
+from exchange.domain.lifecycle import NEXT, OrderAction
 from exchange.domain.order import Order, Side, StpMode, TimeInForce
 from exchange.domain.spec import SeriesSpec
 from exchange.domain.units import PPM, div_half_even

@@ -42,7 +42,6 @@ from exchange.domain.events import (
     Event,
     MassCancelDone,
     OrderAccepted,
-    OrderAmended,
     OrderCancelled,
     OrderExpired,
     Rejected,
@@ -177,8 +176,7 @@ class Engine:
         return exposure
 
     def _schedule(self, deadline_ns: int) -> None:
-        if deadline_ns < self._next_deadline_ns:
-            self._next_deadline_ns = deadline_ns
+        self._next_deadline_ns = min(self._next_deadline_ns, deadline_ns)
 
     # -- accounts and cash -------------------------------------------------------------------
     def _create_account(self, cmd: CreateAccount, out: list[Any]) -> None:
@@ -360,9 +358,9 @@ class Engine:
         if not (order_type == _LIMIT and tif == _GTC and type(qty) is int and 0 < qty <= spec.max_order_lots
                 and type(price) is int and series.band_low_ticks <= price <= series.band_high_ticks
                 and expire_ts_ns is None and side in _SIDES and stp in _STPS):
-            code, message = _validate_order(cmd, series, self.stamp.ts_ns)
-            if code is not None:
-                self._reject(out, cmd, account_id, code, message, client_order_id=client_order_id)
+            invalid, message = _validate_order(cmd, series, self.stamp.ts_ns)
+            if invalid is not None:
+                self._reject(out, cmd, account_id, invalid, message, client_order_id=client_order_id)
                 return
         limit = price if order_type == _LIMIT else (
             series.band_high_ticks if side == BUY else series.band_low_ticks)
@@ -371,7 +369,7 @@ class Engine:
             self._reject(out, cmd, account_id, RejectCode.POST_ONLY_WOULD_TAKE,
                          "post-only order would trade on arrival", client_order_id=client_order_id)
             return
-        can_rest = tif == _GTC or tif == _GTD
+        can_rest = tif in (_GTC, _GTD)
         if can_rest and len(account.orders) >= self.limits.max_open_orders_per_account:
             self._reject(out, cmd, account_id, RejectCode.OPEN_ORDER_LIMIT,
                          f"account has {len(account.orders)} open orders, the maximum",
@@ -637,9 +635,9 @@ def _validate_order(cmd: PlaceOrder, series: Series, now_ns: int) -> tuple[Rejec
     else:
         if price is not None:
             return RejectCode.PRICE_NOT_ALLOWED, "a market order takes no price"
-        if tif != _IOC and tif != _FOK:
+        if tif not in (_IOC, _FOK):
             return RejectCode.INVALID_TIME_IN_FORCE, "a market order is IOC or FOK"
-    if cmd.post_only and (order_type != _LIMIT or (tif != _GTC and tif != _GTD)):
+    if cmd.post_only and (order_type != _LIMIT or (tif not in (_GTC, _GTD))):
         return RejectCode.INVALID_TIME_IN_FORCE, "post-only needs a GTC or GTD limit order"
     expire = cmd.expire_ts_ns
     if tif == _GTD:

@@ -171,6 +171,6 @@ class TradingTerminated(NamedTuple):
 
 
 Event = (
-    Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired | AccountCreated
-    | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
+    Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired
+    | AccountCreated | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
 )

@@ -37,7 +37,7 @@ def apply_ppm(amount: int, rate_ppm: int) -> int:
 
 def to_decimal(value: object, what: str) -> Decimal:
     """Parse a decimal given as str/int/Decimal; floats are refused because they are not exact."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise UnitError(f"{what} must be an exact decimal (a string like \"2.405\"), not {value!r}")
     if isinstance(value, Decimal):
         result = value
@@ -69,7 +69,7 @@ def _scaled_int(amount: Decimal, places: int) -> int | None:
         scaled, remainder = divmod(coefficient, 10**-shift)
         if remainder:
             return None
-    return -scaled if sign else scaled
+    return int(-scaled if sign else scaled)
 
 
 def usd_to_micros(value: object, what: str = "amount") -> int:

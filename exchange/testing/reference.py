@@ -167,8 +167,9 @@ class ReferenceEngine:
                 due.append((series.spec.trading_end_ns, 1, symbol))
         for _, kind, key in sorted(due):
             if kind == 0:
-                order = self.find(key)
-                if order is not None:
+                expiring = self.find(key)
+                if expiring is not None:
+                    order = expiring
                     self.series[order.symbol].resting.remove(order)
                     order.cancelled += order.remaining
                     self.emit(OrderExpired, order.order_id, order.account_id, order.symbol, order.side,
@@ -330,9 +331,9 @@ class ReferenceEngine:
                 if original == c:
                     return self.emit(DuplicateOrder, a, cid, order_id, events)
                 return self.reject(c, a, RejectCode.CLIENT_ORDER_ID_CONFLICT, order_id, cid)
-        code = self.check_order(c, series)
-        if code is not None:
-            return self.reject(c, a, code, client_order_id=cid)
+        invalid = self.check_order(c, series)
+        if invalid is not None:
+            return self.reject(c, a, invalid, client_order_id=cid)
         limit = c.price_ticks if c.order_type == LIMIT else (series.high if c.side == BUY else series.low)
         assert limit is not None
         if c.post_only and self.crosses(series, c.side, limit):

@@ -28,7 +28,7 @@ from exchange.domain.commands import (
     Withdraw,
 )
 from exchange.domain.engine import Engine, EngineLimits
-from exchange.domain.events import Rejected
+from exchange.domain.events import OrderAccepted, Rejected
 from exchange.domain.order import OrderType, Side, StpMode, TimeInForce
 from exchange.domain.statehash import state_dump
 from exchange.domain.units import NS_PER_SECOND
@@ -63,7 +63,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         ref = self.ref.apply(command, self.now)
         assert _normalise(fast) == _normalise(ref), f"{command}\nfast: {fast}\nref:  {ref}"
         for event in fast:
-            if type(event).__name__ == "OrderAccepted":
+            if isinstance(event, OrderAccepted):
                 self.order_ids.append(event.order_id)
         return fast
 
@@ -95,7 +95,8 @@ class EngineVersusReference(RuleBasedStateMachine):
 
     @rule(account=st.sampled_from(ACCOUNTS), symbol=st.sampled_from(SYMBOLS), side=st.sampled_from(Side),
           qty=st.sampled_from([1, 2, 3, 5, 8, 12]), offset=st.sampled_from([-9, -6, -3, -1, 1, 3, 6, 9]),
-          stp=st.sampled_from(StpMode), tif=st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]))
+          stp=st.sampled_from(StpMode),
+          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]))
     def place_limit(self, account: int, symbol: str, side: Side, qty: int, offset: int, stp: StpMode,
                     tif: TimeInForce) -> None:
         """The common case, weighted up: a valid limit order near the reference price."""
@@ -196,7 +197,8 @@ class EngineVersusReference(RuleBasedStateMachine):
     def same_state(self) -> None:
         for symbol in self.fast.series:
             for side in (BUY, SELL):
-                fast = [(o.order_id, o.price_ticks, o.remaining_lots) for o in self.fast.series[symbol].book.orders(side)]
+                book = self.fast.series[symbol].book
+                fast = [(o.order_id, o.price_ticks, o.remaining_lots) for o in book.orders(side)]
                 assert fast == self.ref.book(symbol, side), f"{symbol} side {side}"
         for account_id, account in self.fast.accounts.items():
             assert self.fast.cash_micros(account_id) == self.ref.cash[account_id]

@@ -33,8 +33,8 @@ def test_fast_engine_matches_reference(seed: int) -> None:
             fast.audit()
             for symbol in fast.series:
                 for side in (BUY, SELL):
-                    book = [(o.order_id, o.price_ticks, o.remaining_lots) for o in fast.series[symbol].book.orders(side)]
-                    assert book == ref.book(symbol, side)
+                    orders = fast.series[symbol].book.orders(side)
+                    assert [(o.order_id, o.price_ticks, o.remaining_lots) for o in orders] == ref.book(symbol, side)
             for account_id, account in fast.accounts.items():
                 assert fast.cash_micros(account_id) == ref.cash[account_id]
                 assert account.margin_micros == ref.margin(account_id)

@@ -1,0 +1,324 @@
+"""Readable, table-style scenarios for the tricky cases of matching, STP, amend and time.
+
+Each row: what rests first, the command under test, and the events it must produce (see
+`market.summary` for the notation: `trade QTY@PRICE maker#ID taker#ID`, `cancelled #ID QTY REASON`).
+Order ids count from 1 in the order the orders were accepted. The reference price is 480 ticks
+($2.40), so the band is 432..528.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from exchange.domain.commands import (
+    AdvanceTime,
+    AmendOrder,
+    CancelOrder,
+    Deposit,
+    MassCancel,
+    PlaceOrder,
+    Withdraw,
+)
+from exchange.domain.engine import EngineLimits
+from exchange.domain.events import DuplicateOrder, Rejected
+from exchange.domain.ledger import EXTERNAL, FEES
+from exchange.domain.order import Side
+from exchange.domain.statehash import state_dump
+from exchange.domain.units import NS_PER_SECOND
+from exchange.testing.specs import TRADING_END_NS, make_spec
+from tests.domain.market import IM_PER_LOT_MICROS, SYMBOL, Market, summary
+
+# (account, side, qty, price, options) resting before the command
+Rest = tuple[int, str, int, int | None, dict[str, Any]]
+
+
+def _setup(market: Market, resting: list[Rest]) -> None:
+    for account, side, qty, price, options in resting:
+        events = (market.buy if side == "buy" else market.sell)(account, qty, price, **options)
+        assert not any(isinstance(e, Rejected) for e in events), events
+
+
+MATCHING: list[tuple[str, list[Rest], Rest, list[str], tuple[list[tuple[int, int, int]], ...]]] = [
+    # -- FOK ---------------------------------------------------------------------------------
+    ("FOK that cannot fill in full trades nothing",
+     [(2, "sell", 3, 480, {}), (3, "sell", 2, 481, {})],
+     (1, "buy", 6, 481, {"tif": "fok"}),
+     ["accepted #3", "cancelled #3 6 fok_unfillable"],
+     ([], [(1, 480, 3), (2, 481, 2)])),
+    ("FOK that can fill in full sweeps two levels",
+     [(2, "sell", 3, 480, {}), (3, "sell", 5, 481, {})],
+     (1, "buy", 6, 481, {"tif": "fok"}),
+     ["accepted #3", "trade 3@480 maker#1 taker#3", "trade 3@481 maker#2 taker#3"],
+     ([], [(2, 481, 2)])),
+    ("FOK blocked by its own order under cancel_newest: no trade, own order untouched",
+     [(2, "sell", 3, 480, {}), (1, "sell", 5, 481, {}), (3, "sell", 5, 481, {})],
+     (1, "buy", 6, 481, {"tif": "fok"}),
+     ["accepted #4", "cancelled #4 6 fok_unfillable"],
+     ([], [(1, 480, 3), (2, 481, 5), (3, 481, 5)])),
+    ("FOK under cancel_oldest counts past its own order, which it then cancels",
+     [(2, "sell", 3, 480, {}), (1, "sell", 2, 480, {}), (3, "sell", 5, 481, {})],
+     (1, "buy", 8, 481, {"tif": "fok", "stp": "cancel_oldest"}),
+     ["accepted #4", "trade 3@480 maker#1 taker#4", "cancelled #2 2 self_trade", "trade 5@481 maker#3 taker#4"],
+     ([], [])),
+    ("FOK under cancel_oldest that still falls short cancels nothing",
+     [(2, "sell", 3, 480, {}), (1, "sell", 2, 480, {})],
+     (1, "buy", 4, 481, {"tif": "fok", "stp": "cancel_oldest"}),
+     ["accepted #3", "cancelled #3 4 fok_unfillable"],
+     ([], [(1, 480, 3), (2, 480, 2)])),
+    # -- IOC and market -------------------------------------------------------------------------
+    ("IOC remainder never rests",
+     [(2, "sell", 2, 480, {})],
+     (1, "buy", 5, 480, {"tif": "ioc"}),
+     ["accepted #2", "trade 2@480 maker#1 taker#2", "cancelled #2 3 ioc_remainder"],
+     ([], [])),
+    ("IOC that crosses nothing is cancelled whole",
+     [(2, "sell", 2, 481, {})],
+     (1, "buy", 5, 480, {"tif": "ioc"}),
+     ["accepted #2", "cancelled #2 5 ioc_remainder"],
+     ([], [(1, 481, 2)])),
+    ("market order on an empty side is accepted and cancelled whole",
+     [(2, "buy", 2, 470, {})],
+     (1, "buy", 5, None, {"tif": "ioc"}),
+     ["accepted #2", "cancelled #2 5 ioc_remainder"],
+     ([(1, 470, 2)], [])),
+    ("market sell sweeps the bids best first, protected by the band",
+     [(2, "buy", 2, 470, {}), (3, "buy", 2, 475, {}), (2, "buy", 9, 432, {})],
+     (1, "sell", 6, None, {"tif": "ioc"}),
+     ["accepted #4", "trade 2@475 maker#2 taker#4", "trade 2@470 maker#1 taker#4", "trade 2@432 maker#3 taker#4"],
+     ([(3, 432, 7)], [])),
+    ("price-time priority: earlier order at the same price fills first; trade at the maker's price",
+     [(2, "sell", 2, 479, {}), (3, "sell", 2, 479, {}), (4, "sell", 2, 478, {})],
+     (1, "buy", 5, 485, {}),
+     ["accepted #4", "trade 2@478 maker#3 taker#4", "trade 2@479 maker#1 taker#4", "trade 1@479 maker#2 taker#4"],
+     ([], [(2, 479, 1)])),
+    # -- self-trade prevention: account 1 rests 5 @480 behind nothing, then buys 3 through it -----
+    ("STP cancel_newest: the incoming order's remainder is cancelled",
+     [(1, "sell", 5, 480, {})],
+     (1, "buy", 3, 480, {"stp": "cancel_newest"}),
+     ["accepted #2", "cancelled #2 3 self_trade"],
+     ([], [(1, 480, 5)])),
+    ("STP cancel_oldest: the resting order is cancelled, the incoming one rests",
+     [(1, "sell", 5, 480, {})],
+     (1, "buy", 3, 480, {"stp": "cancel_oldest"}),
+     ["accepted #2", "cancelled #1 5 self_trade"],
+     ([(2, 480, 3)], [])),
+    ("STP cancel_both: both go",
+     [(1, "sell", 5, 480, {})],
+     (1, "buy", 3, 480, {"stp": "cancel_both"}),
+     ["accepted #2", "cancelled #1 5 self_trade", "cancelled #2 3 self_trade"],
+     ([], [])),
+    ("STP decrement: both shrink by the smaller quantity",
+     [(1, "sell", 5, 480, {})],
+     (1, "buy", 3, 480, {"stp": "decrement"}),
+     ["accepted #2", "cancelled #1 3 self_trade left 2", "cancelled #2 3 self_trade"],
+     ([], [(1, 480, 2)])),
+    ("STP only between one account's orders: it trades with others first",
+     [(2, "sell", 2, 479, {}), (1, "sell", 5, 480, {})],
+     (1, "buy", 4, 480, {}),
+     ["accepted #3", "trade 2@479 maker#1 taker#3", "cancelled #3 2 self_trade"],
+     ([], [(2, 480, 5)])),
+    # -- post-only -----------------------------------------------------------------------------
+    ("post-only that would take is rejected",
+     [(2, "sell", 2, 480, {})],
+     (1, "buy", 1, 480, {"post_only": True}),
+     ["rejected post_only_would_take"],
+     ([], [(1, 480, 2)])),
+    ("post-only that rests is accepted",
+     [(2, "sell", 2, 480, {})],
+     (1, "buy", 1, 479, {"post_only": True}),
+     ["accepted #2"],
+     ([(2, 479, 1)], [(1, 480, 2)])),
+    # -- price band: 432..528 inclusive ----------------------------------------------------------
+    ("price exactly at the upper band edge is accepted", [], (1, "buy", 1, 528, {}), ["accepted #1"],
+     ([(1, 528, 1)], [])),
+    ("price exactly at the lower band edge is accepted", [], (1, "sell", 1, 432, {}), ["accepted #1"],
+     ([], [(1, 432, 1)])),
+    ("one tick above the band is rejected", [], (1, "buy", 1, 529, {}), ["rejected price_outside_band"],
+     ([], [])),
+    ("one tick below the band is rejected", [], (1, "sell", 1, 431, {}), ["rejected price_outside_band"],
+     ([], [])),
+    # -- static validation ----------------------------------------------------------------------
+    ("zero quantity", [], (1, "buy", 0, 480, {}), ["rejected invalid_quantity"], ([], [])),
+    ("above the max order size", [], (1, "buy", 501, 480, {}), ["rejected order_too_large"], ([], [])),
+    ("market GTC makes no sense", [], (1, "buy", 1, None, {}), ["rejected invalid_time_in_force"], ([], [])),
+    ("post-only IOC makes no sense", [], (1, "buy", 1, 480, {"tif": "ioc", "post_only": True}),
+     ["rejected invalid_time_in_force"], ([], [])),
+    ("GTD without an expiry", [], (1, "buy", 1, 480, {"tif": "gtd"}), ["rejected expire_time_required"], ([], [])),
+    ("GTC with an expiry", [], (1, "buy", 1, 480, {"expire_ns": 1}), ["rejected expire_time_not_allowed"],
+     ([], [])),
+]
+
+
+@pytest.mark.parametrize(("title", "resting", "order", "events", "book"), MATCHING, ids=[row[0] for row in MATCHING])
+def test_matching(title: str, resting: list[Rest], order: Rest, events: list[str],
+                  book: tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]) -> None:
+    market = Market()
+    _setup(market, resting)
+    account, side, qty, price, options = order
+    got = (market.buy if side == "buy" else market.sell)(account, qty, price, **options)
+    assert summary(got) == events
+    assert market.book() == book
+    market.engine.audit()
+
+
+def test_cancel_after_full_fill_is_rejected_and_changes_nothing() -> None:
+    market = Market()
+    market.sell(2, 3, 480)
+    market.buy(1, 3, 480)
+    before = state_dump(market.engine, include_counters=False)
+    assert summary(market.do(CancelOrder(2, 1))) == ["rejected order_not_open"]
+    assert state_dump(market.engine, include_counters=False) == before
+
+
+def test_cannot_cancel_or_amend_another_accounts_order() -> None:
+    market = Market()
+    market.sell(2, 3, 480)
+    assert summary(market.do(CancelOrder(1, 1))) == ["rejected order_not_open"]
+    assert summary(market.do(AmendOrder(1, 1, qty_lots=1))) == ["rejected order_not_open"]
+    assert market.book() == ([], [(1, 480, 3)])
+
+
+def test_amend_of_a_partially_filled_order_uses_the_open_quantity() -> None:
+    market = Market()
+    market.buy(1, 10, 480)
+    market.buy(3, 1, 480)           # behind #1 at the same price
+    market.sell(2, 4, 480)          # fills 4 of #1: open 6
+    order = market.engine.orders[1]
+    assert (order.filled_lots, order.remaining_lots) == (4, 6)
+    # Reduce the open quantity to 3: keeps priority (still ahead of #2).
+    assert summary(market.do(AmendOrder(1, 1, qty_lots=3))) == ["amended #1 3@480 kept priority"]
+    assert market.book()[0] == [(1, 480, 3), (2, 480, 1)]
+    order = market.engine.orders[1]
+    assert (order.quantity_lots, order.filled_lots, order.remaining_lots, order.cancelled_lots) == (10, 4, 3, 3)
+    # Increase the open quantity to 8: loses priority (now behind #2).
+    assert summary(market.do(AmendOrder(1, 1, qty_lots=8))) == ["amended #1 8@480 lost priority"]
+    assert market.book()[0] == [(2, 480, 1), (1, 480, 8)]
+    order = market.engine.orders[1]
+    assert (order.quantity_lots, order.filled_lots, order.remaining_lots, order.cancelled_lots) == (15, 4, 8, 3)
+    market.engine.audit()
+
+
+def test_amend_to_a_crossing_price_matches_at_once() -> None:
+    market = Market()
+    market.sell(2, 2, 482)
+    market.buy(1, 5, 480)
+    assert summary(market.do(AmendOrder(1, 2, price_ticks=482))) == [
+        "amended #2 5@482 lost priority", "trade 2@482 maker#1 taker#2"]
+    assert market.book() == ([(2, 482, 3)], [])
+
+
+def test_amend_rejections() -> None:
+    market = Market()
+    market.buy(1, 5, 480, post_only=True)
+    market.sell(2, 1, 481)
+    cases = [
+        (AmendOrder(1, 1), "invalid_amend"),
+        (AmendOrder(1, 1, price_ticks=480, qty_lots=5), "amend_no_change"),
+        (AmendOrder(1, 1, qty_lots=0), "invalid_quantity"),
+        (AmendOrder(1, 1, price_ticks=600), "price_outside_band"),
+        (AmendOrder(1, 1, price_ticks=481), "post_only_would_take"),
+        (AmendOrder(1, 99, qty_lots=1), "order_not_open"),
+    ]
+    before = state_dump(market.engine, include_counters=False)
+    for command, code in cases:
+        assert summary(market.do(command)) == [f"rejected {code}"], command
+    assert state_dump(market.engine, include_counters=False) == before
+
+
+def test_client_order_id_retry_returns_the_original_and_a_different_payload_conflicts() -> None:
+    market = Market()
+    market.sell(2, 2, 480)
+    first = market.buy(1, 3, 480, cid="abc")
+    assert summary(first) == ["accepted #2", "trade 2@480 maker#1 taker#2"]
+    before = state_dump(market.engine, include_counters=False)
+    retry = market.buy(1, 3, 480, cid="abc")
+    assert len(retry) == 1 and isinstance(retry[0], DuplicateOrder)
+    assert retry[0].order_id == 2 and list(retry[0].original) == first
+    assert summary(market.buy(1, 4, 480, cid="abc")) == ["rejected client_order_id_conflict"]
+    assert state_dump(market.engine, include_counters=False) == before
+    # Another account may use the same client order id; and the id cancels the order.
+    assert summary(market.buy(3, 1, 470, cid="abc")) == ["accepted #3"]
+    assert summary(market.do(CancelOrder(1, client_order_id="abc"))) == ["cancelled #2 1 requested"]
+
+
+def test_margin_is_checked_on_the_worst_case_and_reducing_orders_always_pass() -> None:
+    market = Market(cash_micros=0)
+    market.do(Deposit(1, 2 * IM_PER_LOT_MICROS))
+    assert summary(market.buy(1, 2, 470)) == ["accepted #1"]
+    assert market.engine.accounts[1].margin_micros == 2 * IM_PER_LOT_MICROS
+    assert summary(market.buy(1, 1, 470)) == ["rejected insufficient_margin"]
+    # A sell of 2 does not raise max(|0 + 2|, |0 − 2|): accepted with no spare cash.
+    assert summary(market.sell(1, 2, 490)) == ["accepted #2"]
+    assert summary(market.sell(1, 1, 490)) == ["rejected insufficient_margin"]
+    # Withdrawing would leave the margin uncovered.
+    assert summary(market.do(Withdraw(1, 1))) == ["rejected insufficient_funds"]
+    market.do(MassCancel(1))
+    assert market.engine.accounts[1].margin_micros == 0
+    assert summary(market.do(Withdraw(1, 2 * IM_PER_LOT_MICROS))) == ["CashMoved"]
+
+
+def test_position_limit_and_open_order_limit() -> None:
+    market = Market(spec=make_spec(max_position_lots=10, max_order_lots=8), limits=EngineLimits(3))
+    assert summary(market.buy(1, 8, 470)) == ["accepted #1"]
+    assert summary(market.buy(1, 3, 470)) == ["rejected position_limit"]
+    assert summary(market.sell(1, 8, 490)) == ["accepted #2"]      # does not raise the worst case
+    assert summary(market.buy(1, 2, 470)) == ["accepted #3"]
+    assert summary(market.buy(1, 1, 460)) == ["rejected open_order_limit"]
+    assert summary(market.buy(2, 1, 475)) == ["accepted #4"]
+    # IOC orders never rest, so the open-order cap does not apply to them.
+    assert summary(market.sell(1, 1, 475, tif="ioc")) == ["accepted #5", "trade 1@475 maker#4 taker#5"]
+
+
+def test_fees_go_to_the_fee_account_and_the_ledger_balances() -> None:
+    market = Market()
+    market.sell(2, 5, 480)
+    events = market.buy(1, 5, 480)
+    trade = events[1]
+    # notional = $2.40 × 5 lots × 192 GPU-hours = $2,304; taker fee 2 bps = $0.4608
+    assert (trade.maker_fee_micros, trade.taker_fee_micros) == (0, 460_800)
+    balances = market.engine.ledger.balances
+    assert balances[FEES] == 460_800
+    assert balances[1] == 10**12 - 460_800
+    assert balances[EXTERNAL] == -4 * 10**12
+    assert market.engine.ledger.total() == 0
+    exposure = market.engine.accounts[1].exposures[SYMBOL]
+    assert (exposure.position_lots, exposure.average_entry_ticks()) == (5, Fraction(480))
+
+
+def test_gtd_orders_expire_at_their_time_even_without_traffic() -> None:
+    market = Market()
+    expire = market.now + 5 * NS_PER_SECOND
+    market.buy(1, 2, 470, tif="gtd", expire_ns=expire)
+    assert summary(market.do(AdvanceTime(), at_ns=expire - 1)) == []
+    assert summary(market.do(AdvanceTime(), at_ns=expire)) == ["expired #1 2"]
+    assert market.book() == ([], [])
+    assert market.engine.accounts[1].margin_micros == 0
+
+
+def test_trading_terminates_at_its_time_and_cancels_resting_orders() -> None:
+    market = Market()
+    market.buy(1, 2, 470)
+    market.sell(2, 1, 490)
+    events = market.do(PlaceOrder(3, SYMBOL, Side.BUY, 1, 480), at_ns=TRADING_END_NS)
+    assert summary(events) == ["cancelled #1 2 trading_terminated", "cancelled #2 1 trading_terminated",
+                               "TradingTerminated", "rejected trading_terminated"]
+    market.engine.audit()
+
+
+def test_every_event_has_the_next_sequence_number_and_the_command_time() -> None:
+    market = Market()
+    market.sell(2, 2, 480)
+    market.now += 7
+    events = market.buy(1, 5, 481, tif="ioc")
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(events)))
+    assert {e.ts_ns for e in events} == {market.now}
+
+
+def test_time_may_not_go_backwards() -> None:
+    market = Market()
+    with pytest.raises(ValueError, match="backwards"):
+        market.engine.apply(AdvanceTime(), market.now - 1)
