@@ -14,6 +14,7 @@ from types import MappingProxyType
 from exchange.catalog.errors import SymbolError
 from exchange.catalog.period import NS_PER_DAY, DeliveryPeriod, ns_to_date
 from exchange.catalog.symbol import SeriesSymbol, grade_code, grade_to_mfu, parse_symbol, product_code
+from exchange.domain.engine import EngineLimits
 from exchange.domain.spec import PeriodKind, SeriesSpec
 from exchange.domain.units import NS_PER_HOUR, price_to_ticks
 
@@ -100,6 +101,10 @@ class ExchangeRules:
     trading_end_hour_utc: int         # trading ends at this hour on the day before delivery starts
     listing: ListingRules
     settlement: SettlementRules
+
+    def engine_limits(self) -> EngineLimits:
+        """The exchange-wide limits the core enforces (per-series ones travel in each SeriesSpec)."""
+        return EngineLimits(max_open_orders_per_account=self.max_open_orders_per_account)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from enum import IntEnum
 
 from exchange.domain.lifecycle import OrderStatus
 
+_NEW = OrderStatus.NEW  # bound once: enum member lookups are slow on the hot path
+
 
 class Side(IntEnum):
     BUY = 0
@@ -102,7 +104,7 @@ class Order:
         self.remaining_lots = quantity_lots
         self.filled_lots = 0
         self.cancelled_lots = 0
-        self.status = OrderStatus.NEW
+        self.status = _NEW
         self.tif = tif
         self.post_only = post_only
         self.stp = stp

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from exchange.domain.units import NS_PER_HOUR, PPM
+from exchange.domain.units import NS_PER_HOUR, PPM, div_half_even
 
 
 class PeriodKind(StrEnum):
@@ -63,6 +63,17 @@ class SeriesSpec:
     def lot_gpu_hours(self) -> int:
         """GPU-hours in one lot: GPUs per lot × hours of the delivery period."""
         return self.gpus_per_lot * self.delivery_hours
+
+    def price_band_ticks(self, reference_price_ticks: int) -> tuple[int, int]:
+        """(lowest, highest) allowed price around a reference price: inclusive, snapped inwards
+        to whole ticks."""
+        low = -((-reference_price_ticks * (PPM - self.price_band_ppm)) // PPM)
+        high = (reference_price_ticks * (PPM + self.price_band_ppm)) // PPM
+        return low, high
+
+    def initial_margin_per_lot_micros(self, reference_price_ticks: int) -> int:
+        """Initial margin of one lot at a reference price (rulebook §5), rounded half-to-even."""
+        return div_half_even(reference_price_ticks * self.lot_tick_value_micros * self.initial_margin_ppm, PPM)
 
     @property
     def lot_tick_value_micros(self) -> int:

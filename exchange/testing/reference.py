@@ -315,14 +315,6 @@ class ReferenceEngine:
 
     def do_PlaceOrder(self, c: PlaceOrder) -> None:
         a, cid = c.account_id, c.client_order_id
-        if not self.enabled.get(a, False):
-            code = RejectCode.UNKNOWN_ACCOUNT if a not in self.enabled else RejectCode.ACCOUNT_DISABLED
-            return self.reject(c, a, code, client_order_id=cid)
-        series = self.series.get(c.symbol)
-        if series is None or series.terminated or series.halted:
-            code = (RejectCode.UNKNOWN_SERIES if series is None else
-                    RejectCode.TRADING_TERMINATED if series.terminated else RejectCode.SERIES_HALTED)
-            return self.reject(c, a, code, client_order_id=cid)
         if cid is not None:
             if not (isinstance(cid, str) and 0 < len(cid) <= 64 and cid.isascii() and cid.isprintable()):
                 return self.reject(c, a, RejectCode.INVALID_CLIENT_ORDER_ID)
@@ -331,6 +323,14 @@ class ReferenceEngine:
                 if original == c:
                     return self.emit(DuplicateOrder, a, cid, order_id, events)
                 return self.reject(c, a, RejectCode.CLIENT_ORDER_ID_CONFLICT, order_id, cid)
+        if not self.enabled.get(a, False):
+            code = RejectCode.UNKNOWN_ACCOUNT if a not in self.enabled else RejectCode.ACCOUNT_DISABLED
+            return self.reject(c, a, code, client_order_id=cid)
+        series = self.series.get(c.symbol)
+        if series is None or series.terminated or series.halted:
+            code = (RejectCode.UNKNOWN_SERIES if series is None else
+                    RejectCode.TRADING_TERMINATED if series.terminated else RejectCode.SERIES_HALTED)
+            return self.reject(c, a, code, client_order_id=cid)
         invalid = self.check_order(c, series)
         if invalid is not None:
             return self.reject(c, a, invalid, client_order_id=cid)

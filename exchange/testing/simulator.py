@@ -1,6 +1,6 @@
 """A seeded simulated market that drives a real `Engine` through commands only.
 
-    engine = Engine(EngineLimits(catalog.rules.max_open_orders_per_account))
+    engine = Engine(catalog.rules.engine_limits())
     sim = MarketSimulator(engine, catalog, seed=7, start_ns=start_ns, symbols=["H100-M40-261128"])
     sim.setup()            # lists the series, creates and funds the accounts
     events = sim.run(500)  # 500 commands, one every `step_ns`
@@ -390,8 +390,10 @@ class MarketSimulator:
                 return AmendOrder(mm, order_id, price, qty)
             if rng.random() < 0.5:
                 return CancelOrder(mm, order_id=order_id)
-            cid = self.orders[order_id].client_order_id
-            return CancelOrder(mm, client_order_id=cid) if cid else CancelOrder(mm, order_id=order_id)
+            quote_cid = self.orders[order_id].client_order_id
+            if quote_cid is not None:
+                return CancelOrder(mm, client_order_id=quote_cid)
+            return CancelOrder(mm, order_id=order_id)
         if rng.random() < 0.3:
             quotes = [oid for (m, s, _, _), oid in self._quotes.items() if m == mm and s == symbol]
             if quotes:
@@ -474,7 +476,8 @@ class MarketSimulator:
         if k < 0.65:
             price = self._clamp(symbol, fair - sign * rng.randint(1, 8))
             return PlaceOrder(provider, symbol, side, rng.choice((5, 10, 20)), price, OrderType.LIMIT,
-                              TimeInForce.GTD, stp=rng.choice(_STP_MODES), client_order_id=self._next_cid(provider),
+                              TimeInForce.GTD, stp=rng.choice(_STP_MODES),
+                              client_order_id=self._next_cid(provider),
                               expire_ts_ns=self.now_ns + rng.randint(10, 120) * NS_PER_SECOND)
         touch = best_ask if buy else best_bid
         if k < 0.80 and touch is not None:
@@ -483,24 +486,23 @@ class MarketSimulator:
                               TimeInForce.IOC, stp=StpMode.DECREMENT)
         mine = [o for o in open_orders.values() if o.symbol == symbol and o.price_ticks is not None]
         if mine:
-            order = rng.choice(mine)
+            target = rng.choice(mine)
             if k < 0.90:
-                assert order.price_ticks is not None
-                away = 1 if order.side == SELL else -1
-                new_price = self._clamp(symbol, order.price_ticks + away * rng.choice((-1, 1, 2)))
-                if new_price != order.price_ticks:
-                    return AmendOrder(provider, order.order_id, price_ticks=new_price)
-                if order.remaining_lots > 1:
-                    return AmendOrder(provider, order.order_id, qty_lots=order.remaining_lots // 2)
-            return CancelOrder(provider, order_id=order.order_id)
+                assert target.price_ticks is not None
+                away = 1 if target.side == SELL else -1
+                new_price = self._clamp(symbol, target.price_ticks + away * rng.choice((-1, 1, 2)))
+                if new_price != target.price_ticks:
+                    return AmendOrder(provider, target.order_id, price_ticks=new_price)
+                if target.remaining_lots > 1:
+                    return AmendOrder(provider, target.order_id, qty_lots=target.remaining_lots // 2)
+            return CancelOrder(provider, order_id=target.order_id)
         return PlaceOrder(provider, symbol, side, rng.choice((1, 2, 5)), None, OrderType.MARKET,
                           TimeInForce.IOC)
 
     def _retry(self) -> Command | None:
         """Resend a recent order unchanged, as a client would after a timeout."""
-        if not self._recent:
-            return None
-        return self.rng.choice(self._recent)
+        candidates = [order for order in self._recent if order.symbol not in self.terminated]
+        return self.rng.choice(candidates) if candidates else None
 
     def _cancel_by_client_id(self, account_id: int) -> Command | None:
         for order in self.by_account[account_id].values():

@@ -18,6 +18,7 @@ from exchange.domain.commands import (
     AmendOrder,
     CancelOrder,
     Deposit,
+    HaltSeries,
     MassCancel,
     PlaceOrder,
     Withdraw,
@@ -322,3 +323,22 @@ def test_time_may_not_go_backwards() -> None:
     market = Market()
     with pytest.raises(ValueError, match="backwards"):
         market.engine.apply(AdvanceTime(), market.now - 1)
+
+
+def test_retry_of_an_accepted_order_gets_the_original_even_after_a_halt() -> None:
+    market = Market()
+    first = market.buy(1, 2, 470, cid="once")
+    market.do(HaltSeries(SYMBOL, True))
+    retry = market.buy(1, 2, 470, cid="once")
+    assert isinstance(retry[0], DuplicateOrder) and list(retry[0].original) == first
+    assert summary(market.buy(1, 2, 470, cid="twice")) == ["rejected series_halted"]
+
+
+def test_top_of_book_and_margin_arithmetic_on_the_spec() -> None:
+    market = Market()
+    assert market.engine.top_of_book(SYMBOL) == (None, None)
+    market.buy(1, 2, 470)
+    market.sell(2, 2, 490)
+    assert market.engine.top_of_book(SYMBOL) == (470, 490)
+    assert market.spec.price_band_ticks(480) == (432, 528)
+    assert market.spec.initial_margin_per_lot_micros(480) == IM_PER_LOT_MICROS
