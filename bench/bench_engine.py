@@ -7,6 +7,7 @@ Reports, as medians of R runs on one core, events/s of:
   matching  exchange.domain.book.OrderBook alone: matching + events, no validation or risk
   core      exchange.domain.engine.Engine: validation, STP, risk, margin, fees, ledger, events
 and each as a ratio to `ref` measured in the same run (absolute speed drifts on shared machines).
+The cyclic garbage collector is paused inside each timed loop, as `timeit` does, for all three.
 Every run checks that the traded quantity and fill count equal the workload's own expectation.
 Then it measures memory per resting order with tracemalloc over 100,000 resting orders.
 """
@@ -25,12 +26,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Benchmark the tree this file sits in (a mypyc-compiled copy made by bench/compile_core.py too),
+# not whichever `exchange` happens to be installed.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import refengine
 import workload
 
 from exchange.domain.book import NO_ASK, OrderBook, Stamp
+from exchange.domain.codes import CancelReason
 from exchange.domain.commands import (
     CancelOrder,
     Command,
@@ -87,11 +91,12 @@ def run_matching(events: list[tuple[int, int, int, int, int]]) -> tuple[float, i
     place, cancel = book.place, book.cancel
     orders: dict[int, Order] = {}
     gtc, ioc, stp = TimeInForce.GTC, TimeInForce.IOC, StpMode.CANCEL_NEWEST
+    requested = CancelReason.REQUESTED
     out: list[Any] = []
     start = time.perf_counter()
     for kind, oid, side, price, qty in events:
         if kind == 1:
-            cancel(orders.pop(oid), "requested", out)  # type: ignore[arg-type]
+            cancel(orders.pop(oid), requested, out)
             continue
         if kind == 0:
             order = Order(oid, oid, SYMBOL, side, price, qty, gtc, False, stp, None, None)
@@ -154,7 +159,11 @@ def measure(name: str, fn: Callable[[], tuple[float, int, int]], n_events: int, 
     rates = []
     for _ in range(runs):
         gc.collect()
-        elapsed, traded, fills = fn()
+        gc.disable()  # as timeit does: the collector's pauses are not the engine's work
+        try:
+            elapsed, traded, fills = fn()
+        finally:
+            gc.enable()
         want = expected["expected_traded_qty"]
         assert traded == want, f"{name}: traded {traded} != {want}"
         assert fills == expected["expected_fills"], f"{name}: fills {fills} != {expected['expected_fills']}"
@@ -209,6 +218,11 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    import exchange.domain.engine as engine_module
+
+    compiled = not engine_module.__file__ or not engine_module.__file__.endswith(".py")
+    print(f"core: {'mypyc-compiled' if compiled else 'pure Python'} ({engine_module.__file__}), "
+          f"Python {sys.version.split()[0]}")
     events, stats = workload.generate(args.events, args.seed)
     print(f"workload: {args.events:,} events, seed {args.seed}, expected traded {stats['expected_traded_qty']:,}"
           f" lots in {stats['expected_fills']:,} fills; median of {args.runs} runs, one core")

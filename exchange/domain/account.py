@@ -41,25 +41,42 @@ class Exposure:
         return Fraction(self.entry_cost_ticks, abs(pos)) if pos else None
 
 
-def apply_fill(exposure: Exposure, signed_lots: int, price_ticks: int) -> None:
-    """Move `signed_lots` (buy > 0) into the position at `price_ticks`, updating the entry cost.
+def book_fill(account: Account, exposure: Exposure, signed_lots: int, price_ticks: int,
+              im_per_lot_micros: int) -> None:
+    """One side of a trade: `signed_lots` (buy > 0) of open orders become position at `price_ticks`.
 
-    A module function rather than a method: it runs twice per trade on the hot path.
+    Updates the entry cost (average-cost method) and the margin, which a fill can only lower: the
+    order's worst case was already counted when it was accepted. One function, not several small
+    ones: it runs twice per trade on the hot path.
     """
     pos = exposure.position_lots
     new = pos + signed_lots
+    if signed_lots > 0:
+        exposure.open_buy_lots -= signed_lots
+        lots = signed_lots
+    else:
+        exposure.open_sell_lots += signed_lots
+        lots = -signed_lots
     if pos == 0 or (pos > 0) == (signed_lots > 0):
-        exposure.entry_cost_ticks += price_ticks * (signed_lots if signed_lots > 0 else -signed_lots)
+        exposure.entry_cost_ticks += price_ticks * lots
     elif new == 0:
         exposure.entry_cost_ticks = 0
     elif (new > 0) == (pos > 0):
-        held = pos if pos > 0 else -pos
-        closed = signed_lots if signed_lots > 0 else -signed_lots
-        exposure.entry_cost_ticks -= div_half_even(exposure.entry_cost_ticks * closed, held)
+        exposure.entry_cost_ticks -= div_half_even(exposure.entry_cost_ticks * lots, pos if pos > 0 else -pos)
     else:
         # Flipped through zero: what is left was all opened at this price.
         exposure.entry_cost_ticks = price_ticks * (new if new > 0 else -new)
     exposure.position_lots = new
+    long_side = new + exposure.open_buy_lots
+    short_side = new - exposure.open_sell_lots
+    if long_side < 0:
+        long_side = -long_side
+    if short_side < 0:
+        short_side = -short_side
+    margin = im_per_lot_micros * (long_side if long_side > short_side else short_side)
+    assert margin <= exposure.margin_micros, "a fill raised required margin"
+    account.margin_micros += margin - exposure.margin_micros
+    exposure.margin_micros = margin
 
 
 class Account:

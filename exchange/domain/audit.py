@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from exchange.domain.book import BUY, NO_ASK, NO_BID, SELL
+from exchange.domain.errors import InvariantViolation
 from exchange.domain.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
@@ -13,8 +14,6 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str) -> None:
-    from exchange.domain.engine import InvariantViolation
-
     raise InvariantViolation(message)
 
 

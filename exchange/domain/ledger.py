@@ -7,8 +7,10 @@ account id; system accounts are negative so they can never collide with one.
 
 from __future__ import annotations
 
-EXTERNAL = -1   # the world outside: deposits come from it, withdrawals go to it
-FEES = -2       # the exchange's fee income
+from typing import Final
+
+EXTERNAL: Final = -1   # the world outside: deposits come from it, withdrawals go to it
+FEES: Final = -2       # the exchange's fee income
 
 SYSTEM_ACCOUNTS: tuple[int, ...] = (EXTERNAL, FEES)
 

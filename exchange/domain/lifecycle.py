@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import IntEnum
 from types import MappingProxyType
 
+from exchange.domain.errors import IllegalTransition
+
 
 class OrderStatus(IntEnum):
     NEW = 0               # created, not yet through the book
@@ -64,10 +66,6 @@ for (_from, _action), _to in TRANSITIONS.items():
     NEXT.setdefault(int(_from), {})[int(_action)] = _to
 for _status in OrderStatus:
     NEXT.setdefault(int(_status), {})
-
-
-class IllegalTransition(RuntimeError):
-    pass
 
 
 def next_status(status: int, action: int) -> OrderStatus:

@@ -117,9 +117,12 @@ class Order:
         The old object stays in its level's queue as a tombstone (remaining 0), so the queue never
         needs an O(n) removal.
         """
-        clone = Order.__new__(Order)
-        for name in Order.__slots__:
-            setattr(clone, name, getattr(self, name))
+        clone = Order(self.order_id, self.account_id, self.symbol, self.side, self.price_ticks, self.quantity_lots,
+                      self.tif, self.post_only, self.stp, self.client_order_id, self.expire_ts_ns)
+        clone.remaining_lots = self.remaining_lots
+        clone.filled_lots = self.filled_lots
+        clone.cancelled_lots = self.cancelled_lots
+        clone.status = self.status
         return clone
 
     def quantities_add_up(self) -> bool:

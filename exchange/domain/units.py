@@ -7,11 +7,12 @@ in review. Conversions to and from `Decimal` live here and nowhere else.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
-MICROS_PER_USD = 1_000_000
-PPM = 1_000_000  # rates are parts per million: 12% = 120_000 ppm, 2 bps = 200 ppm
-NS_PER_SECOND = 1_000_000_000
-NS_PER_HOUR = 3_600 * NS_PER_SECOND
+MICROS_PER_USD: Final = 1_000_000
+PPM: Final = 1_000_000  # rates are parts per million: 12% = 120_000 ppm, 2 bps = 200 ppm
+NS_PER_SECOND: Final = 1_000_000_000
+NS_PER_HOUR: Final = 3_600_000_000_000
 
 _MICRO = Decimal("0.000001")
 

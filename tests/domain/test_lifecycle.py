@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from exchange.domain.errors import IllegalTransition
 from exchange.domain.lifecycle import (
     TERMINAL,
     TRANSITIONS,
     WIRE_STATUS,
-    IllegalTransition,
     OrderAction,
     OrderStatus,
     next_status,
