@@ -139,6 +139,10 @@ class Engine:
     # -- entry point -------------------------------------------------------------------------
     def apply(self, command: Command, ts_ns: int) -> list[Event]:
         """Apply one command at time `ts_ns` (ns since the epoch, UTC, never decreasing)."""
+        # Caller bugs (not bad input, which gets a Rejected event) raise before anything changes.
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise TypeError(f"not a command: {command!r}")
         stamp = self.stamp
         if ts_ns < stamp.ts_ns:
             raise ValueError(f"time went backwards: {ts_ns} < {stamp.ts_ns}")
@@ -146,9 +150,6 @@ class Engine:
         out: list[Any] = []
         if ts_ns >= self._next_deadline_ns:
             self._run_deadlines(ts_ns, out)
-        handler = self._handlers.get(type(command))
-        if handler is None:
-            raise TypeError(f"not a command: {command!r}")
         handler(command, out)
         return out
 
@@ -164,12 +165,6 @@ class Engine:
         stamp = self.stamp
         stamp.seq += 1
         out.append(_new(event_type, (stamp.seq, stamp.ts_ns, *fields)))
-
-    def _exposure(self, account: Account, symbol: str) -> Exposure:
-        exposure = account.exposures.get(symbol)
-        if exposure is None:
-            exposure = account.exposures[symbol] = Exposure()
-        return exposure
 
     def _schedule(self, deadline_ns: int) -> None:
         self._next_deadline_ns = min(self._next_deadline_ns, deadline_ns)

@@ -342,3 +342,13 @@ def test_top_of_book_and_margin_arithmetic_on_the_spec() -> None:
     assert market.engine.top_of_book(SYMBOL) == (470, 490)
     assert market.spec.price_band_ticks(480) == (432, 528)
     assert market.spec.initial_margin_per_lot_micros(480) == IM_PER_LOT_MICROS
+
+
+def test_a_non_command_raises_before_anything_changes() -> None:
+    market = Market()
+    expire = market.now + NS_PER_SECOND
+    market.buy(1, 1, 470, tif="gtd", expire_ns=expire)
+    before = state_dump(market.engine)
+    with pytest.raises(TypeError, match="not a command"):
+        market.engine.apply("cancel everything", expire)  # type: ignore[arg-type]
+    assert state_dump(market.engine) == before  # the GTD order did not expire either
