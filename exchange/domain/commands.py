@@ -81,13 +81,15 @@ class AmendOrder(NamedTuple):
 
     `qty_lots` is the new *open* (remaining) quantity: for an order of 10 with 4 filled, qty 3
     reduces the open 6 to 3 and keeps time priority; qty 8 increases it and loses priority. A new
-    price always loses priority and may match at once.
+    price always loses priority and may match at once. The order is named by exchange order id or
+    by client order id (exactly one of them).
     """
 
     account_id: int
-    order_id: int
+    order_id: int | None
     price_ticks: int | None = None
     qty_lots: int | None = None
+    client_order_id: str | None = None
 
 
 class MassCancel(NamedTuple):

@@ -521,7 +521,11 @@ class Engine:
         self._emit(out, MassCancelDone, cmd.account_id, cmd.symbol, cmd.side, len(victims))
 
     def _amend(self, cmd: AmendOrder, out: list[Any]) -> None:
-        order = self._find_order(cmd, out, cmd.order_id)
+        if (cmd.order_id is None) == (cmd.client_order_id is None):
+            self._reject(out, cmd, cmd.account_id, RejectCode.INVALID_ORDER_REFERENCE,
+                         "give exactly one of order_id and client_order_id")
+            return
+        order = self._find_order(cmd, out, cmd.order_id, cmd.client_order_id)
         if order is None:
             return
         account = self.accounts[order.account_id]
@@ -553,7 +557,7 @@ class Engine:
                     code, message = RejectCode.INSUFFICIENT_MARGIN, (
                         f"required initial margin {required} micro-USD exceeds cash")
         if code is not None:
-            self._reject(out, cmd, cmd.account_id, code, message, cmd.order_id, order.client_order_id)
+            self._reject(out, cmd, cmd.account_id, code, message, order.order_id, order.client_order_id)
             return
         # Accepted: book the open quantity change first, as for a new order, then let the book act.
         delta = qty - order.remaining_lots

@@ -483,7 +483,9 @@ class ReferenceEngine:
         self.emit(MassCancelDone, c.account_id, c.symbol, c.side, len(victims))
 
     def do_AmendOrder(self, c: AmendOrder) -> None:
-        order = self.owned(c, c.order_id, None)
+        if (c.order_id is None) == (c.client_order_id is None):
+            return self.reject(c, c.account_id, RejectCode.INVALID_ORDER_REFERENCE)
+        order = self.owned(c, c.order_id, c.client_order_id)
         if order is None:
             return
         series = self.series[order.symbol]
@@ -520,7 +522,7 @@ class ReferenceEngine:
                       > self.cash[order.account_id]):
                     code = RejectCode.INSUFFICIENT_MARGIN
         if code is not None:
-            return self.reject(c, c.account_id, code, c.order_id, order.client_order_id)
+            return self.reject(c, c.account_id, code, order.order_id, order.client_order_id)
         if price == order.price and qty < order.remaining:
             order.cancelled += order.remaining - qty
             order.remaining = qty

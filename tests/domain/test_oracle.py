@@ -164,7 +164,10 @@ class EngineVersusReference(RuleBasedStateMachine):
             qty += data.draw(st.integers(1, 5))
         if change in ("price", "both"):
             price = order.price_ticks + data.draw(st.sampled_from([-3, -1, 1, 3]))
-        self.run(AmendOrder(order.account_id, order.order_id, price, qty))
+        if order.client_order_id is not None and data.draw(st.booleans()):
+            self.run(AmendOrder(order.account_id, None, price, qty, client_order_id=order.client_order_id))
+        else:
+            self.run(AmendOrder(order.account_id, order.order_id, price, qty))
 
     @rule(account=st.sampled_from(ACCOUNTS), symbol=st.one_of(st.none(), st.sampled_from(SYMBOLS)),
           side=st.one_of(st.none(), st.sampled_from(Side)))

@@ -211,6 +211,17 @@ def test_amend_to_a_crossing_price_matches_at_once() -> None:
     assert market.book() == ([(2, 482, 3)], [])
 
 
+def test_amend_by_client_order_id() -> None:
+    market = Market()
+    market.buy(1, 5, 470, cid="bid-1")
+    assert summary(market.do(AmendOrder(1, None, qty_lots=2, client_order_id="bid-1"))) == [
+        "amended #1 2@470 kept priority"]
+    assert summary(market.do(AmendOrder(2, None, qty_lots=1, client_order_id="bid-1"))) == [
+        "rejected order_not_open"]
+    assert summary(market.do(AmendOrder(1, 1, qty_lots=1, client_order_id="bid-1"))) == [
+        "rejected invalid_order_reference"]
+
+
 def test_amend_rejections() -> None:
     market = Market()
     market.buy(1, 5, 480, post_only=True)
