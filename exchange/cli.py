@@ -384,7 +384,7 @@ def demo(
         shown = chosen[0] if show is None else show
         if shown not in chosen:
             raise ValueError(f"--show {shown!r} is not one of the simulated series: {', '.join(chosen)}")
-        engine = Engine(catalog.rules.engine_limits())
+        engine = Engine(catalog.rules.engine_limits(), audit_every_commands=1_000)
         sim = MarketSimulator(engine, catalog, seed=seed, start_ns=start_ns, symbols=chosen)
         sim.setup()
         view = DemoView(sim, shown)

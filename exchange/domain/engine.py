@@ -109,8 +109,13 @@ class Series:
 
 
 class Engine:
-    def __init__(self, limits: EngineLimits | None = None) -> None:
+    def __init__(self, limits: EngineLimits | None = None, audit_every_commands: int = 0) -> None:
+        """`audit_every_commands` > 0 runs the whole-state `audit()` after every that many commands
+        (O(state) each time; the cheap invariants, like an uncrossed book, are checked always)."""
+        assert audit_every_commands >= 0
         self.limits = limits or EngineLimits()
+        self.audit_every_commands = audit_every_commands
+        self.commands_applied = 0
         self.stamp = Stamp()
         self.series: dict[str, Series] = {}
         self.accounts: dict[int, Account] = {}
@@ -151,6 +156,9 @@ class Engine:
         if ts_ns >= self._next_deadline_ns:
             self._run_deadlines(ts_ns, out)
         handler(command, out)
+        self.commands_applied += 1
+        if self.audit_every_commands and self.commands_applied % self.audit_every_commands == 0:
+            self.audit()
         return out
 
     # -- helpers -----------------------------------------------------------------------------

@@ -27,8 +27,8 @@ def _order(o: Order) -> tuple[Any, ...]:
 def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
     """Everything that defines the core's behaviour from here on, as plain comparable values.
 
-    `include_counters=False` leaves out the event sequence number, the only thing a rejected
-    command is allowed to change.
+    `include_counters=False` leaves out the event sequence number and the command count, the only
+    things a rejected command is allowed to change.
     """
     dump: dict[str, Any] = {
         "limits": engine.limits.max_open_orders_per_account,
@@ -53,6 +53,7 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
     }
     if include_counters:
         dump["seq"] = engine.stamp.seq
+        dump["commands_applied"] = engine.commands_applied
     return dump
 
 

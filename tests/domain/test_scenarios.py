@@ -24,6 +24,7 @@ from exchange.domain.commands import (
     Withdraw,
 )
 from exchange.domain.engine import EngineLimits
+from exchange.domain.errors import InvariantViolation
 from exchange.domain.events import DuplicateOrder, Rejected
 from exchange.domain.ledger import EXTERNAL, FEES
 from exchange.domain.order import Side
@@ -363,3 +364,13 @@ def test_a_non_command_raises_before_anything_changes() -> None:
     with pytest.raises(TypeError, match="not a command"):
         market.engine.apply("cancel everything", expire)  # type: ignore[arg-type]
     assert state_dump(market.engine) == before  # the GTD order did not expire either
+
+
+def test_the_engine_audits_itself_on_schedule_and_stops_on_a_broken_invariant() -> None:
+    market = Market()
+    market.engine.audit_every_commands = 2
+    market.buy(1, 2, 470)
+    market.engine.accounts[1].margin_micros += 1  # simulate a bug that corrupted state
+    market.do(AdvanceTime())  # an odd command count: no audit yet
+    with pytest.raises(InvariantViolation, match="account 1: margin"):
+        market.do(AdvanceTime())
