@@ -235,6 +235,16 @@ class OrderBook:
         self.place(fresh, out, True)
         return fresh
 
+    def restore_order(self, order: Order) -> None:
+        """Rebuild a book from a snapshot: append a live order at the back of its level as is.
+
+        Call it for each side's live orders in priority order (what `orders(side)` yields). It emits
+        nothing, and the status stays what it was (resting again from OPEN or PARTIALLY_FILLED is a
+        no-op in the lifecycle table); the trade count is restored apart.
+        """
+        assert order.remaining_lots > 0 and order.symbol == self.symbol, order
+        self._rest(order)
+
     # -- internals ---------------------------------------------------------------------------
     def _rest(self, order: Order) -> None:
         price = order.price_ticks

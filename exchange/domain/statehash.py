@@ -3,12 +3,17 @@
 Two engines that applied the same commands at the same times must produce the same hash, in any
 process and with any PYTHONHASHSEED: the dump walks dicts in insertion order (deterministic, since
 every insertion follows the command order) or sorted, never a set, and writes only ints, strings,
-bools, None and Decimals through `repr`.
+bools, None and Decimals through `repr`. Values, not Python types, are hashed: an enum member
+and the plain int or str it stands for hash alike (`_canonical`), so a command that arrived with
+plain ints and the same command decoded from the journal with enums give one hash.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields, is_dataclass
+from decimal import Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from exchange.domain.book import BUY, SELL
@@ -16,6 +21,19 @@ from exchange.domain.order import Order
 
 if TYPE_CHECKING:
     from exchange.domain.engine import Engine
+
+
+def _canonical(value: Any) -> Any:
+    """Plain values only: enums as their int/str value, tuples and dataclasses as tuples."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return tuple(_canonical(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def _order(o: Order) -> tuple[Any, ...]:
@@ -35,7 +53,7 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
         "next_order_id": engine.next_order_id,
         "ts_ns": engine.stamp.ts_ns,
         "series": [
-            (symbol, repr(s.spec), s.reference_price_ticks, s.halted, s.terminated, s.book.trade_count,
+            (symbol, _canonical(s.spec), s.reference_price_ticks, s.halted, s.terminated, s.book.trade_count,
              [_order(o) for o in s.book.orders(BUY)], [_order(o) for o in s.book.orders(SELL)])
             for symbol, s in sorted(engine.series.items())
         ],
@@ -47,9 +65,11 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
         ],
         "ledger": sorted(engine.ledger.balances.items()),
         "ledger_postings": engine.ledger.postings,
-        "client_orders": sorted((key, repr(cmd), order_id, repr(events))
+        "client_orders": sorted((key, _canonical(cmd), order_id, _canonical(events))
                                 for key, (cmd, order_id, events) in engine.client_orders.items()),
         "expiries": sorted((ts, oid) for ts, oid in engine._expiries if oid in engine.orders),
+        "terminations": sorted(engine._terminations),
+        "next_deadline_ns": engine._next_deadline_ns,
     }
     if include_counters:
         dump["seq"] = engine.stamp.seq

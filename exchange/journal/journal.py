@@ -167,10 +167,11 @@ class Journal:
 
     def commit(self) -> int:
         """Make every appended record durable (one fsync); returns the last durable seq."""
-        if self._file is not None and self.committed_seq != self.last_seq:
+        target = self.last_seq  # what this fsync covers, even if another append lands meanwhile
+        if self._file is not None and self.committed_seq != target:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self.committed_seq = self.last_seq
+            self.committed_seq = target
         return self.committed_seq
 
     def _roll(self, first_seq: int) -> None:

@@ -35,7 +35,8 @@ class Entry(NamedTuple):
 
 def encode_record(seq: int, ts_ns: int, command: Command) -> bytes:
     payload: bytes = msgpack.packb([RECORD_VERSION, seq, ts_ns, encode_command(command)], use_bin_type=True)
-    assert 0 < len(payload) <= RECORD_BYTES_MAX, f"record of {len(payload)} bytes"
+    if len(payload) > RECORD_BYTES_MAX:
+        raise CodecError(f"a record of {len(payload)} bytes is larger than the {RECORD_BYTES_MAX} allowed")
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 

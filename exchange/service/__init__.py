@@ -1,0 +1,1 @@
+"""The durable service around the core: the sequencer, recovery, snapshots."""
