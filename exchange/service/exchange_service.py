@@ -1,0 +1,279 @@
+"""The durable exchange service: a data directory, recovery, the sequencer, snapshots and projections.
+
+Data directory layout:
+
+    <data>/LOCK                  held (flock) by the one process that owns the directory
+    <data>/journal/*.journal     the command journal: the truth
+    <data>/snapshots/*.snapshot  periodic images of the core, named by the journal seq they cover
+
+Recovery on `open()`: the newest valid snapshot that the projection has already caught up with
+(seq <= projector.last_seq(), so the projection can be fed every event it misses), else an empty
+engine; then the journal tail is replayed, and the events after the projection's last seq are fed
+to it in batches. So after any crash the core is exact and the projection catches up without loss or
+duplication.
+
+Snapshots are taken from the sequencer's `on_events` hook, that is right after a commit and before
+the next batch is applied, so the image is exactly the state after a known journal seq. By default
+the process forks and the child writes the snapshot from its copy-on-write image while the parent
+keeps matching: the pause is the fork itself (milliseconds), not the serialisation (about a second
+per 100,000 resting orders). `snapshot_mode="inline"` writes in-process instead (tests, platforms
+without fork).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+from exchange.domain.commands import Command
+from exchange.domain.engine import Engine, EngineLimits
+from exchange.domain.events import Event
+from exchange.domain.statehash import state_hash
+from exchange.journal.journal import Journal, read_entries
+from exchange.service.recovery import recover
+from exchange.service.sequencer import Sequenced, Sequencer
+from exchange.service.snapshot import SnapshotError, read_snapshot, snapshot_files, write_snapshot
+
+log = logging.getLogger(__name__)
+
+PROJECT_BATCH_MAX = 1_000  # events of this many commands per projection transaction during catch-up
+
+
+class Projector(Protocol):
+    """A projection of the event stream that remembers the last journal seq it applied."""
+
+    def last_seq(self) -> int: ...
+
+    def project(self, batch: Sequence[Sequenced]) -> None: ...
+
+
+class DataDirLocked(RuntimeError):
+    """Another process owns this data directory."""
+
+
+@dataclass
+class ServiceConfig:
+    data_dir: Path
+    limits: EngineLimits = field(default_factory=EngineLimits)
+    snapshot_every_commands: int = 100_000      # 0: never automatically
+    snapshot_mode: Literal["fork", "inline"] = "fork"
+    audit_every_commands: int = 0
+    batch_max: int = 1024
+    queue_max: int = 65_536
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    snapshot_seq: int          # 0: recovered from the start of the journal
+    journal_seq: int           # last committed command
+    replayed: int              # commands replayed after the snapshot
+    projected: int             # commands whose events were fed to the projection during catch-up
+    rejected_snapshots: tuple[tuple[str, str], ...]
+    seconds: float
+
+
+class ExchangeService:
+    def __init__(self, config: ServiceConfig, projector: Projector | None = None,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.config = config
+        self.projector = projector
+        self.clock_ns = clock_ns
+        self.engine: Engine | None = None
+        self.journal: Journal | None = None
+        self.sequencer: Sequencer | None = None
+        self.recovery: RecoveryReport | None = None
+        self._lock: IO[bytes] | None = None
+        self._since_snapshot = 0
+        self._children: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> RecoveryReport:
+        """Lock the data directory and recover the core (and the projection) from disk."""
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.snapshot_dir.mkdir(exist_ok=True)
+        self._lock = open(config.data_dir / "LOCK", "ab")  # noqa: SIM115  (held until close())
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise DataDirLocked(f"{config.data_dir} is in use by another exchange process") from None
+        started = time.perf_counter()
+        projected_seq = self.projector.last_seq() if self.projector is not None else None
+        rejected: list[tuple[str, str]] = []
+        snapshot = self._usable_snapshot(projected_seq, rejected)
+        engine, journal = recover(self._new_engine, config.journal_dir, snapshot)
+        snapshot_seq = snapshot[0] if snapshot else 0
+        projected = 0
+        if self.projector is not None and projected_seq is not None and projected_seq < journal.last_seq:
+            projected = self._catch_up(snapshot, projected_seq)
+        self.engine, self.journal = engine, journal
+        self.recovery = RecoveryReport(snapshot_seq, journal.last_seq, journal.last_seq - snapshot_seq, projected,
+                                       tuple(rejected), time.perf_counter() - started)
+        log.info("recovered %s", self.recovery)
+        return self.recovery
+
+    async def start(self) -> None:
+        if self.engine is None:
+            self.open()
+        assert self.engine is not None and self.journal is not None
+        self.sequencer = Sequencer(self.engine, self.journal, self.clock_ns, self.config.batch_max,
+                                   self.config.queue_max, on_events=self._after_commit)
+        await self.sequencer.start()
+
+    async def submit(self, command: Command) -> list[Event]:
+        assert self.sequencer is not None, "start() the service first"
+        return await self.sequencer.submit(command)
+
+    async def stop(self) -> None:
+        if self.sequencer is not None:
+            await self.sequencer.stop()
+        self.close()
+
+    def close(self) -> None:
+        self._reap_children(block=True)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot_now(self) -> Path:
+        """Write a snapshot in-process, now. Only between batches (not while the sequencer runs)."""
+        assert self.engine is not None and self.journal is not None
+        assert self.journal.committed_seq == self.journal.last_seq == self.engine.commands_applied
+        self._since_snapshot = 0
+        return write_snapshot(self.config.snapshot_dir, self.engine, self.journal.committed_seq)
+
+    def _after_commit(self, batch: list[Sequenced]) -> None:
+        if self.projector is not None:
+            self.projector.project(batch)
+        self._since_snapshot += len(batch)
+        every = self.config.snapshot_every_commands
+        if every and self._since_snapshot >= every:
+            self._since_snapshot = 0
+            self._snapshot_in_background(batch[-1].seq)
+        self._reap_children(block=False)
+
+    def _snapshot_in_background(self, seq: int) -> None:
+        assert self.engine is not None
+        if self.config.snapshot_mode == "inline" or not hasattr(os, "fork"):
+            write_snapshot(self.config.snapshot_dir, self.engine, seq)
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: write the copy-on-write image and leave without running any cleanup
+            code = 0
+            try:
+                write_snapshot(self.config.snapshot_dir, self.engine, seq)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        self._children.append(pid)
+
+    def _reap_children(self, block: bool) -> None:
+        for pid in list(self._children):
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+            if done:
+                self._children.remove(pid)
+                if status != 0:
+                    log.error("snapshot process %d failed with status %d", pid, status)
+
+    # -- recovery helpers --------------------------------------------------------------------
+    def _new_engine(self) -> Engine:
+        return Engine(self.config.limits, self.config.audit_every_commands)
+
+    def _usable_snapshot(self, projected_seq: int | None,
+                         rejected: list[tuple[str, str]]) -> tuple[int, Engine] | None:
+        """The newest valid snapshot not newer than what the projection has seen."""
+        for seq, path in snapshot_files(self.config.snapshot_dir):
+            if projected_seq is not None and seq > projected_seq:
+                continue
+            try:
+                journal_seq, _, engine = read_snapshot(path.read_bytes())
+                if journal_seq != seq:
+                    raise SnapshotError(f"file name says seq {seq}, the header {journal_seq}")
+            except (SnapshotError, OSError) as error:
+                log.warning("skipping snapshot %s: %s", path, error)
+                rejected.append((str(path), str(error)))
+                continue
+            engine.audit_every_commands = self.config.audit_every_commands
+            return seq, engine
+        return None
+
+    def _catch_up(self, snapshot: tuple[int, Engine] | None, projected_seq: int) -> int:
+        """Regenerate the events the projection missed and feed them to it, in batches."""
+        assert self.projector is not None
+        # A second engine replays to regenerate events: the recovered one has already moved past them.
+        if snapshot is None:
+            start_seq, engine = 0, self._new_engine()
+        else:
+            start_seq, _ = snapshot
+            found = self._usable_snapshot(start_seq, [])
+            assert found is not None and found[0] == start_seq
+            engine = found[1]
+        batch: list[Sequenced] = []
+        projected = 0
+        for entry in read_entries(self.config.journal_dir, after_seq=start_seq):
+            events = engine.apply(entry.command, entry.ts_ns)
+            if entry.seq > projected_seq:
+                batch.append(Sequenced(entry.seq, entry.ts_ns, events))
+                if len(batch) >= PROJECT_BATCH_MAX:
+                    self.projector.project(batch)
+                    projected += len(batch)
+                    batch = []
+        if batch:
+            self.projector.project(batch)
+            projected += len(batch)
+        return projected
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCheck:
+    journal_seq: int
+    from_scratch: str           # state hash after replaying the whole journal into an empty engine
+    from_snapshot: str | None   # state hash after the newest valid snapshot + the journal tail
+    snapshot_seq: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.from_snapshot is None or self.from_snapshot == self.from_scratch
+
+
+def verify_replay(config: ServiceConfig) -> ReplayCheck:
+    """`exchange replay --verify`: rebuild from scratch and from snapshot + tail; both hashes must agree.
+
+    Read-only: it never truncates or writes (a torn tail is simply not replayed)."""
+    def replay(engine: Engine, after_seq: int) -> tuple[Engine, int]:
+        last = after_seq
+        for entry in read_entries(config.journal_dir, after_seq=after_seq):
+            engine.apply(entry.command, entry.ts_ns)
+            last = entry.seq
+        return engine, last
+
+    scratch, last_seq = replay(Engine(config.limits), 0)
+    for seq, path in snapshot_files(config.snapshot_dir):
+        try:
+            journal_seq, _, engine = read_snapshot(path.read_bytes())
+        except (SnapshotError, OSError):
+            continue
+        tail, _ = replay(engine, journal_seq)
+        return ReplayCheck(last_seq, state_hash(scratch), state_hash(tail), seq)
+    return ReplayCheck(last_seq, state_hash(scratch), None, None)
