@@ -27,7 +27,15 @@ from typing import BinaryIO
 
 from exchange.domain.commands import Command
 from exchange.journal.codec import CodecError
-from exchange.journal.record import HEADER, HEADER_BYTES, RECORD_BYTES_MAX, Entry, decode_payload, encode_record
+from exchange.journal.record import (
+    HEADER,
+    HEADER_BYTES,
+    RECORD_BYTES_MAX,
+    Entry,
+    decode_payload,
+    encode_record,
+    payload_seq,
+)
 
 SUFFIX = ".journal"
 SEGMENT_BYTES_MAX_DEFAULT = 64 << 20
@@ -104,12 +112,16 @@ def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | N
                     break
                 raise JournalCorrupt(path, offset, expected, "checksum mismatch")
             try:
-                entry = decode_payload(payload)
+                if expected > after_seq:
+                    entry = decode_payload(payload)
+                    seq = entry.seq
+                else:  # covered by a snapshot: check the frame and seq, skip decoding the command
+                    seq = payload_seq(payload)
             except CodecError as error:
                 raise JournalCorrupt(path, offset, expected, str(error)) from None
-            if entry.seq != expected:
-                raise JournalCorrupt(path, offset, expected, f"found seq {entry.seq}: a gap or repeat")
-            if entry.seq > after_seq:
+            if seq != expected:
+                raise JournalCorrupt(path, offset, expected, f"found seq {seq}: a gap or repeat")
+            if seq > after_seq:
                 yield entry
             expected += 1
             offset = end
@@ -146,7 +158,12 @@ class Journal:
     @classmethod
     def open(cls, directory: Path, segment_bytes_max: int = SEGMENT_BYTES_MAX_DEFAULT) -> Journal:
         directory.mkdir(parents=True, exist_ok=True)
-        result = scan(directory)
+        return cls.open_scanned(directory, scan(directory), segment_bytes_max)
+
+    @classmethod
+    def open_scanned(cls, directory: Path, result: ScanResult,
+                     segment_bytes_max: int = SEGMENT_BYTES_MAX_DEFAULT) -> Journal:
+        """Open for appending after a scan the caller already made (recovery reads the journal once)."""
         if result.torn_path is not None:
             with open(result.torn_path, "r+b") as torn:
                 torn.truncate(result.torn_offset)

@@ -20,29 +20,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exchange.domain.engine import Engine
-from exchange.journal.journal import Journal, read_entries
+from exchange.journal.journal import Journal, ScanResult, read_entries
 
 
 def recover(engine_factory: Callable[[], Engine], journal_dir: Path,
             snapshot: tuple[int, Engine] | None = None) -> tuple[Engine, Journal]:
     """(engine, journal) with every committed journal entry applied; the caller closes the journal."""
-    journal = Journal.open(journal_dir)
-    try:
-        if snapshot is None:
-            after_seq, engine = 0, engine_factory()
-        else:
-            after_seq, engine = snapshot
-            if not 0 <= after_seq <= journal.last_seq:
-                raise ValueError(f"the snapshot is at seq {after_seq} but the journal ends at seq "
-                                 f"{journal.last_seq}: the journal lost committed records")
-        expected = after_seq + 1
-        for entry in read_entries(journal_dir, after_seq=after_seq):
-            assert entry.seq == expected, (entry.seq, expected)  # read_entries checks gaplessness
-            engine.apply(entry.command, entry.ts_ns)
-            expected += 1
-        if expected - 1 != journal.last_seq:
-            raise ValueError(f"replayed up to seq {expected - 1} but the journal ends at seq {journal.last_seq}")
-    except BaseException:
-        journal.close()
-        raise
-    return engine, journal
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    if snapshot is None:
+        after_seq, engine = 0, engine_factory()
+    else:
+        after_seq, engine = snapshot
+    # One pass over the journal: every record is checked, those after the snapshot are applied, and
+    # the scan result (last seq, torn tail) opens the journal for appending without reading it again.
+    scanned: list[ScanResult] = []
+    expected = after_seq + 1
+    for entry in read_entries(journal_dir, after_seq=after_seq, scan=scanned):
+        assert entry.seq == expected, (entry.seq, expected)  # read_entries checks gaplessness
+        engine.apply(entry.command, entry.ts_ns)
+        expected += 1
+    result = scanned[0]
+    if result.last_seq < after_seq:
+        raise ValueError(f"the snapshot is at seq {after_seq} but the journal ends at seq {result.last_seq}: "
+                         f"the journal lost committed records")
+    assert expected - 1 == result.last_seq
+    return engine, Journal.open_scanned(journal_dir, result)
