@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from exchange import admin_cli
 from exchange.catalog import Catalog, CatalogError, SymbolError, load_catalog, parse_symbol
 from exchange.domain.book import BUY
 from exchange.domain.engine import Engine
@@ -520,6 +521,9 @@ def symbol(text: Annotated[str, typer.Argument(metavar="SYMBOL", help="e.g. H100
         table.add_row("fees", f"taker {_plain(Decimal(spec.taker_fee_ppm) / 100)} bps, "
                               f"maker {_plain(Decimal(spec.maker_fee_ppm) / 100)} bps of notional")
         _stdout().print(table)
+
+
+admin_cli.register(app, _errors, _stdout)
 
 
 def main() -> None:

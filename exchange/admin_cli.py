@@ -1,0 +1,194 @@
+"""Operator commands of the `exchange` CLI: they run against a data directory, through the same
+sequencer, journal and core as the service (the directory's lock keeps them from racing a running
+exchange). Each mutating command recovers the core, submits one or more commands, waits until they
+are durable, and prints what happened; a rejection is one red line and exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from exchange.catalog import load_catalog
+from exchange.domain.book import BUY, SELL
+from exchange.domain.commands import Command, CreateAccount, Deposit, ListSeries, Withdraw
+from exchange.domain.events import Rejected
+from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
+from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
+from exchange.settings import Settings
+
+DataOption = Annotated[Path | None,
+                       typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR or ./data)")]
+
+
+def _settings(data: Path | None) -> Settings:
+    settings = Settings()
+    return settings if data is None else settings.model_copy(update={"data_dir": data})
+
+
+def _config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(settings.data_dir, limits=load_catalog().rules.engine_limits(),
+                         snapshot_every_commands=settings.snapshot_every_commands, snapshot_mode="inline",
+                         audit_every_commands=settings.audit_every_commands)
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[ExchangeService]:
+    service = ExchangeService(_config(settings))
+    try:
+        service.open()
+    except DataDirLocked as error:
+        raise ValueError(str(error)) from None
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def submit_all(settings: Settings, commands: Sequence[Command]) -> list[list[Any]]:
+    """Recover, submit the commands in order, wait until durable; the events of each command."""
+    results: list[list[Any]] = []
+    service = ExchangeService(_config(settings))
+
+    async def run() -> None:
+        try:
+            service.open()
+        except DataDirLocked as error:
+            raise ValueError(str(error)) from None
+        await service.start()
+        try:
+            for command in commands:
+                results.append(await service.submit(command))
+        finally:
+            await service.stop()
+
+    asyncio.run(run())
+    return results
+
+
+def _refused(events: list[Any]) -> str | None:
+    rejected = [e for e in events if isinstance(e, Rejected)]
+    return f"{rejected[0].code}: {rejected[0].message}" if rejected else None
+
+
+def register(app: typer.Typer, errors: Any, console: Any) -> None:
+    """Add the operator commands to the main `exchange` app (the CLI module owns errors and console)."""
+
+    @app.command()
+    def init(data: DataOption = None) -> None:
+        """Create (or bring up to date) a data directory: list every series the calendar has open now."""
+        with errors():
+            settings = _settings(data)
+            catalog = load_catalog()
+            now_ns = time.time_ns()
+            with _service(settings) as service:
+                assert service.engine is not None
+                listed = set(service.engine.series)
+            wanted = [ListSeries(spec) for spec in catalog.listed_series(now_ns) if spec.symbol not in listed]
+            submit_all(settings, wanted)
+            console().print(f"{settings.data_dir}: {len(listed) + len(wanted)} series listed ({len(wanted)} new)")
+
+    account_app = typer.Typer(help="Trader accounts.", no_args_is_help=True)
+    app.add_typer(account_app, name="account")
+
+    @account_app.command("create")
+    def account_create(account_id: int, data: DataOption = None) -> None:
+        """Open a trader account (ids are positive integers chosen by the operator)."""
+        with errors():
+            (events,) = submit_all(_settings(data), [CreateAccount(account_id)])
+            if (why := _refused(events)) is not None:
+                raise ValueError(why)
+            console().print(f"account {account_id} created")
+
+    @app.command()
+    def deposit(account_id: int, amount_usd: str, data: DataOption = None) -> None:
+        """Credit USD to an account (exact decimal, e.g. 2500.00)."""
+        with errors():
+            (events,) = submit_all(_settings(data), [Deposit(account_id, usd_to_micros(amount_usd, "amount"))])
+            if (why := _refused(events)) is not None:
+                raise ValueError(why)
+            console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
+
+    @app.command()
+    def withdraw(account_id: int, amount_usd: str, data: DataOption = None) -> None:
+        """Pay USD out of an account; refused if what is left would not cover its margin."""
+        with errors():
+            (events,) = submit_all(_settings(data), [Withdraw(account_id, usd_to_micros(amount_usd, "amount"))])
+            if (why := _refused(events)) is not None:
+                raise ValueError(why)
+            console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
+
+    @app.command()
+    def book(symbol: str, depth: int = 10, data: DataOption = None) -> None:
+        """The order book of a series, best prices first."""
+        with errors(), _service(_settings(data)) as service:
+            assert service.engine is not None
+            series = service.engine.series.get(symbol)
+            if series is None:
+                raise ValueError(f"no listed series {symbol!r}")
+            tick = series.spec.tick_micros
+            table = Table(title=f"{symbol} (USD per GPU-hour)", box=box.SIMPLE)
+            for column in ("bid orders", "bid lots", "bid", "ask", "ask lots", "ask orders"):
+                table.add_column(column, justify="right")
+            bids, asks = series.book.levels(BUY)[:depth], series.book.levels(SELL)[:depth]
+            for i in range(max(len(bids), len(asks))):
+                bid = bids[i] if i < len(bids) else None
+                ask = asks[i] if i < len(asks) else None
+                table.add_row(str(bid[2]) if bid else "", str(bid[1]) if bid else "",
+                              str(ticks_to_price(bid[0], tick)) if bid else "",
+                              str(ticks_to_price(ask[0], tick)) if ask else "",
+                              str(ask[1]) if ask else "", str(ask[2]) if ask else "")
+            console().print(table)
+
+    @app.command()
+    def positions(account_id: int, data: DataOption = None) -> None:
+        """An account's cash, required margin and positions."""
+        with errors(), _service(_settings(data)) as service:
+            engine = service.engine
+            assert engine is not None
+            account = engine.accounts.get(account_id)
+            if account is None:
+                raise ValueError(f"no account {account_id}")
+            cash = engine.cash_micros(account_id)
+            out = console()
+            out.print(f"account {account_id}: cash {micros_to_usd(cash)} USD, initial margin "
+                      f"{micros_to_usd(account.margin_micros)} USD, open orders {len(account.orders)}")
+            table = Table(box=box.SIMPLE)
+            for column in ("series", "position lots", "average entry", "open buy lots", "open sell lots"):
+                table.add_column(column, justify="right")
+            for symbol, exposure in account.exposures.items():
+                average = exposure.average_entry_ticks()
+                tick = engine.series[symbol].spec.tick_micros
+                entry = "" if average is None else f"{micros_to_usd(round(average * tick)):f}"
+                table.add_row(symbol, str(exposure.position_lots), entry, str(exposure.open_buy_lots),
+                              str(exposure.open_sell_lots))
+            out.print(table)
+
+    @app.command()
+    def replay(verify: Annotated[bool, typer.Option("--verify", help="rebuild and compare state hashes")] = False,
+               data: DataOption = None) -> None:
+        """Rebuild the core from the journal (from scratch and from snapshot + tail) and compare hashes."""
+        with errors():
+            settings = _settings(data)
+            check = verify_replay(_config(settings))
+            out = console()
+            out.print(f"journal: {check.journal_seq} commands; state hash from scratch {check.from_scratch}")
+            if check.from_snapshot is not None:
+                out.print(f"snapshot at {check.snapshot_seq} + tail: {check.from_snapshot}")
+            if verify and not check.ok:
+                raise ValueError("replay from the snapshot does not match replay from scratch")
+            if verify:
+                out.print("[green]verified[/]: both replays agree")
+
+    @app.command()
+    def snapshot(data: DataOption = None) -> None:
+        """Write a snapshot of the core now."""
+        with errors(), _service(_settings(data)) as service:
+            console().print(f"wrote {service.snapshot_now()}")

@@ -1,0 +1,49 @@
+"""Operator commands against a real data directory, through the real service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from exchange.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_accounts_cash_replay_and_snapshot(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    code, out = _run("init", "--data", data)
+    assert code == 0 and "series listed" in out
+    code, out = _run("init", "--data", data)
+    assert code == 0 and "(0 new)" in out  # idempotent
+    assert _run("account", "create", "7", "--data", data)[0] == 0
+    code, out = _run("account", "create", "7", "--data", data)
+    assert code == 1 and "account_exists" in out and "Traceback" not in out
+    code, out = _run("deposit", "7", "2500.50", "--data", data)
+    assert code == 0 and "2500.500000 USD" in out
+    code, out = _run("deposit", "7", "1.0000001", "--data", data)
+    assert code == 1 and "more precision than one micro-dollar" in out
+    code, out = _run("withdraw", "7", "3000", "--data", data)
+    assert code == 1 and "insufficient_funds" in out  # more than the account holds
+    code, out = _run("withdraw", "7", "500.50", "--data", data)
+    assert code == 0 and "2000.000000 USD" in out
+    code, out = _run("positions", "7", "--data", data)
+    assert code == 0 and "cash 2000.000000 USD" in out
+    code, out = _run("snapshot", "--data", data)
+    assert code == 0 and ".snapshot" in out
+    code, out = _run("replay", "--verify", "--data", data)
+    assert code == 0 and "verified" in out
+
+
+def test_unknown_series_and_account_are_one_line_errors(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    code, out = _run("book", "H100-M40-Z99", "--data", data)
+    assert code == 1 and "no listed series" in out and "Traceback" not in out
+    code, out = _run("positions", "42", "--data", data)
+    assert code == 1 and "no account 42" in out
