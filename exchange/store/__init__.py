@@ -1,0 +1,18 @@
+"""The SQL store: SQLAlchemy models, the event projector and Alembic migrations (DESIGN.md principle 3)."""
+
+from exchange.store.projector import ProjectionError, fill_position
+from exchange.store.store import (
+    AccountRow,
+    ApiKeyRow,
+    OrderRow,
+    PositionRow,
+    PostingRow,
+    SeriesRow,
+    Store,
+    TradeRow,
+)
+
+__all__ = [
+    "AccountRow", "ApiKeyRow", "OrderRow", "PositionRow", "PostingRow", "ProjectionError", "SeriesRow", "Store",
+    "TradeRow", "fill_position",
+]

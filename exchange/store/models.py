@@ -1,0 +1,255 @@
+"""SQLAlchemy 2 models of the SQL store: a projection of the event stream (DESIGN.md principle 3).
+
+Every amount is an exact integer (`BigInteger`): micro-dollars, ticks, lots, nanoseconds since the
+epoch (UTC). The only `Numeric` column is a series' MFU grade, a `Decimal` in the spec.
+
+`seq` columns hold the *event* sequence number (the gapless counter every event carries);
+`projector_state.last_seq` holds the *journal* (command) sequence number of the last command whose
+events were applied, which is what a restart catches up from.
+
+The schema is created by the Alembic migrations in `exchange/store/migrations/` (`Store.migrate`),
+never by `metadata.create_all`; a test checks that the migrations produce exactly this metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SYMBOL_LEN = 32
+LABEL_LEN = 16  # side, order type, time in force, STP mode, status, posting kind
+CLIENT_ORDER_ID_LEN = 64
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _id() -> Mapped[int]:
+    """A BigInteger key we assign ourselves (never a database sequence)."""
+    return mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class AccountRecord(Base):
+    __tablename__ = "accounts"
+
+    account_id: Mapped[int] = _id()
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_seq: Mapped[int] = mapped_column(BigInteger)
+    created_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKeyRecord(Base):
+    """An API key. Only a salted scrypt hash of the secret is stored (`hash_params` says how)."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"), index=True)
+    hash_params: Mapped[str] = mapped_column(String(64))     # "scrypt:n=16384,r=8,p=1"
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(64))
+    scopes: Mapped[str] = mapped_column(String(256))         # space-separated
+    created_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    revoked_ts_ns: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SeriesRecord(Base):
+    __tablename__ = "series"
+
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), primary_key=True)
+    product: Mapped[str] = mapped_column(String(SYMBOL_LEN))
+    generation: Mapped[str] = mapped_column(String(SYMBOL_LEN))
+    mfu_grade: Mapped[Decimal] = mapped_column(Numeric(6, 4))
+    period: Mapped[str] = mapped_column(String(LABEL_LEN))
+    gpus_per_lot: Mapped[int] = mapped_column(BigInteger)
+    delivery_start_ns: Mapped[int] = mapped_column(BigInteger)
+    delivery_end_ns: Mapped[int] = mapped_column(BigInteger)
+    trading_end_ns: Mapped[int] = mapped_column(BigInteger)
+    tick_micros: Mapped[int] = mapped_column(BigInteger)
+    reference_price_ticks: Mapped[int] = mapped_column(BigInteger)
+    price_band_ppm: Mapped[int] = mapped_column(BigInteger)
+    max_order_lots: Mapped[int] = mapped_column(BigInteger)
+    max_position_lots: Mapped[int] = mapped_column(BigInteger)
+    initial_margin_ppm: Mapped[int] = mapped_column(BigInteger)
+    taker_fee_ppm: Mapped[int] = mapped_column(BigInteger)
+    maker_fee_ppm: Mapped[int] = mapped_column(BigInteger)
+    halted: Mapped[bool] = mapped_column(Boolean)
+    terminated: Mapped[bool] = mapped_column(Boolean)
+    listed_seq: Mapped[int] = mapped_column(BigInteger)
+    listed_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderRecord(Base):
+    """An order and its current state. `status` is CCXT's: open, closed (filled), canceled, expired.
+
+    `qty_lots` is the current quantity (an amend that increases the open quantity raises it), so
+    `filled_lots + remaining_lots + cancelled_lots == qty_lots` always (expired lots count as cancelled).
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("account_id", "client_order_id"),  # NULLs are distinct: only set ids are unique
+        Index(None, "account_id", "order_id"),
+        Index(None, "account_id", "status"),
+    )
+
+    order_id: Mapped[int] = _id()
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"))
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"))
+    side: Mapped[str] = mapped_column(String(LABEL_LEN))
+    order_type: Mapped[str] = mapped_column(String(LABEL_LEN))
+    price_ticks: Mapped[int | None] = mapped_column(BigInteger)   # None for market orders
+    qty_lots: Mapped[int] = mapped_column(BigInteger)
+    remaining_lots: Mapped[int] = mapped_column(BigInteger)
+    filled_lots: Mapped[int] = mapped_column(BigInteger)
+    cancelled_lots: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(LABEL_LEN))
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
+    tif: Mapped[str] = mapped_column(String(LABEL_LEN))
+    post_only: Mapped[bool] = mapped_column(Boolean)
+    stp: Mapped[str] = mapped_column(String(LABEL_LEN))
+    client_order_id: Mapped[str | None] = mapped_column(String(CLIENT_ORDER_ID_LEN))
+    expire_ts_ns: Mapped[int | None] = mapped_column(BigInteger)
+    created_seq: Mapped[int] = mapped_column(BigInteger)
+    created_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class TradeRecord(Base):
+    __tablename__ = "trades"
+    __table_args__ = (
+        Index(None, "seq"),
+        Index(None, "maker_account_id", "seq"),
+        Index(None, "taker_account_id", "seq"),
+    )
+
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"), primary_key=True)
+    trade_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts_ns: Mapped[int] = mapped_column(BigInteger)
+    price_ticks: Mapped[int] = mapped_column(BigInteger)
+    qty_lots: Mapped[int] = mapped_column(BigInteger)
+    aggressor_side: Mapped[str] = mapped_column(String(LABEL_LEN))
+    maker_order_id: Mapped[int] = mapped_column(BigInteger)
+    maker_account_id: Mapped[int] = mapped_column(BigInteger)
+    taker_order_id: Mapped[int] = mapped_column(BigInteger)
+    taker_account_id: Mapped[int] = mapped_column(BigInteger)
+    maker_fee_micros: Mapped[int] = mapped_column(BigInteger)
+    taker_fee_micros: Mapped[int] = mapped_column(BigInteger)
+
+
+class PositionRecord(Base):
+    """Net position and its average-cost entry cost in tick-lots (as `exchange.domain.account.Exposure`)."""
+
+    __tablename__ = "positions"
+
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"), primary_key=True,
+                                            autoincrement=False)
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"), primary_key=True)
+    position_lots: Mapped[int] = mapped_column(BigInteger)
+    entry_cost_ticks: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerPostingRecord(Base):
+    """One double-entry transfer. Keyed by (event seq, leg): a trade posts up to two fees."""
+
+    __tablename__ = "ledger_postings"
+    __table_args__ = (
+        Index(None, "from_account", "seq"),
+        Index(None, "to_account", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leg: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    ts_ns: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(LABEL_LEN))     # deposit | withdrawal | fee
+    from_account: Mapped[int] = mapped_column(BigInteger)
+    to_account: Mapped[int] = mapped_column(BigInteger)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str | None] = mapped_column(String(SYMBOL_LEN))   # fees: the trade's series
+    trade_id: Mapped[int | None] = mapped_column(BigInteger)         # fees: the trade
+
+
+class BalanceRecord(Base):
+    """Cash per ledger account; system accounts (negative ids) included, so the column sums to zero."""
+
+    __tablename__ = "balances"
+
+    ledger_account: Mapped[int] = _id()
+    balance_micros: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailySettlementRecord(Base):
+    """A series' daily settlement price (schema only: the settlement job fills it later)."""
+
+    __tablename__ = "daily_settlements"
+
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"), primary_key=True)
+    settlement_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    price_ticks: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryRecord(Base):
+    """One delivery obligation between a seller and a buyer (schema only: the delivery job fills it)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index(None, "symbol"),)
+
+    delivery_id: Mapped[int] = _id()
+    symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"))
+    seller_account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"))
+    buyer_account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"))
+    lots: Mapped[int] = mapped_column(BigInteger)
+    gpu_hours: Mapped[int] = mapped_column(BigInteger)
+    delivered_gpu_hours: Mapped[int | None] = mapped_column(BigInteger)
+    price_ticks: Mapped[int] = mapped_column(BigInteger)
+    adjustment_micros: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(LABEL_LEN))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProjectorState(Base):
+    """A single row (id 1): the journal seq of the last command whose events the store applied."""
+
+    __tablename__ = "projector_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_event_seq: Mapped[int] = mapped_column(BigInteger)
+    last_ts_ns: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,386 @@
+"""The SQL store: a projection of the event stream (DESIGN.md principle 3), plus API keys.
+
+`Store(url)` opens SQLite (the embedded default: `sqlite:///path/exchange.db`, WAL,
+`synchronous=FULL`, foreign keys on) or PostgreSQL (`postgresql+psycopg://user@host/db`).
+`migrate()` brings the schema to the newest Alembic revision.
+
+`project(batch)` is the sequencer's `on_events` callback (and the service's catch-up target): it
+applies a batch of `Sequenced` results in ONE transaction that also records the journal seq of the
+last command applied (`last_seq()`). Commands at or below that seq are skipped, so feeding a batch
+twice, or batches that overlap, is harmless, and a crash at any point leaves the store exactly at the
+end of some batch: a restart feeds it everything after `last_seq()`. A batch that would leave a gap
+(its first new seq is not `last_seq() + 1`) is refused with `ProjectionError`, never applied.
+
+Reads return plain frozen dataclasses, never ORM objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+
+from exchange.service.sequencer import Sequenced
+from exchange.store.models import (
+    AccountRecord,
+    ApiKeyRecord,
+    BalanceRecord,
+    LedgerPostingRecord,
+    OrderRecord,
+    PositionRecord,
+    ProjectorState,
+    SeriesRecord,
+    TradeRecord,
+)
+from exchange.store.projector import OPEN, Projection, ProjectionError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+LIMIT_MAX = 1_000
+SCOPE_RE = re.compile(r"^[a-z][a-z0-9_:.-]{0,31}$")
+
+# API key secrets are 256 random bits, so the hash needs no great cost to resist guessing; scrypt with a
+# per-key salt still makes a leaked table useless. The parameters are stored with each key.
+SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_LEN = 2**14, 8, 1, 32
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    key_id: str
+    account_id: int
+    scopes: tuple[str, ...]
+    created_ts_ns: int
+    revoked_ts_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    account_id: int
+    enabled: bool
+    created_seq: int
+    created_ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    symbol: str
+    product: str
+    halted: bool
+    terminated: bool
+    reference_price_ticks: int
+    trading_end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    order_id: int
+    account_id: int
+    symbol: str
+    side: str
+    order_type: str
+    price_ticks: int | None
+    qty_lots: int
+    remaining_lots: int
+    filled_lots: int
+    cancelled_lots: int
+    status: str
+    cancel_reason: str | None
+    tif: str
+    post_only: bool
+    stp: str
+    client_order_id: str | None
+    expire_ts_ns: int | None
+    created_seq: int
+    created_ts_ns: int
+    updated_seq: int
+    updated_ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRow:
+    symbol: str
+    trade_id: int
+    seq: int
+    ts_ns: int
+    price_ticks: int
+    qty_lots: int
+    aggressor_side: str
+    maker_order_id: int
+    maker_account_id: int
+    taker_order_id: int
+    taker_account_id: int
+    maker_fee_micros: int
+    taker_fee_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    account_id: int
+    symbol: str
+    position_lots: int
+    entry_cost_ticks: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRow:
+    seq: int
+    leg: int
+    ts_ns: int
+    kind: str
+    from_account: int
+    to_account: int
+    amount_micros: int
+    symbol: str | None
+    trade_id: int | None
+
+
+def _check_limit(limit: int) -> None:
+    if not 0 < limit <= LIMIT_MAX:
+        raise ValueError(f"limit must be in 1..{LIMIT_MAX}, got {limit}")
+
+
+def _scrypt(secret: str, salt: bytes, params: str) -> bytes:
+    scheme, _, rest = params.partition(":")
+    if scheme != "scrypt":
+        raise ValueError(f"unknown API key hash scheme {scheme!r}")
+    p = dict(kv.split("=") for kv in rest.split(","))
+    n, r, par = int(p["n"]), int(p["r"]), int(p["p"])
+    return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=par, dklen=HASH_LEN, maxmem=256 * n * r + 2**20)
+
+
+class Store:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend!r}")
+        self.url = url
+        self.dialect = backend
+        self.engine: Engine = create_engine(url, echo=echo)
+        if backend == "sqlite":
+            _sqlite_setup(self.engine)
+        self._dummy_salt = secrets.token_bytes(16)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def alembic_config(self, connection: Connection | None = None) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        if connection is not None:
+            config.attributes["connection"] = connection
+        return config
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision` (the newest by default). Idempotent."""
+        with self._begin(immediate=True) as conn:
+            command.upgrade(self.alembic_config(conn), revision)
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def _begin(self, immediate: bool = False) -> Iterator[Connection]:
+        """A transaction. `immediate` takes SQLite's write lock at BEGIN (no lock upgrade that could fail)."""
+        with self.engine.connect() as conn:
+            if immediate:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    # -- projection --------------------------------------------------------------------------
+    def last_seq(self) -> int:
+        """The journal seq of the last command whose events the store has applied (0: none)."""
+        with self._begin() as conn:
+            return int(conn.execute(select(ProjectorState.last_seq).where(ProjectorState.id == 1)).scalar_one())
+
+    def project(self, batch: Sequence[Sequenced]) -> None:
+        """Apply a batch of sequenced events in one transaction; skip what was already applied."""
+        if not batch:
+            return
+        with self._begin(immediate=True) as conn:
+            state = conn.execute(
+                select(ProjectorState.last_seq, ProjectorState.last_event_seq)
+                .where(ProjectorState.id == 1).with_for_update()).one()
+            last = int(state.last_seq)
+            todo = [item for item in batch if item.seq > last]
+            if not todo:
+                return
+            expected = last + 1
+            for item in todo:
+                if item.seq != expected:
+                    raise ProjectionError(f"seq {item.seq} does not follow {expected - 1}: the store would miss "
+                                          "commands (feed it from the journal)")
+                expected += 1
+            projection = Projection(conn)
+            projection.load(todo)
+            projection.apply(todo)
+            projection.flush()
+            conn.execute(update(ProjectorState).where(ProjectorState.id == 1).values(
+                last_seq=todo[-1].seq, last_ts_ns=todo[-1].ts_ns,
+                last_event_seq=max(int(state.last_event_seq), projection.last_event_seq)))
+
+    # -- API keys ----------------------------------------------------------------------------
+    def create_api_key(self, account_id: int, scopes: Sequence[str], now_ns: int) -> tuple[str, str]:
+        """A new key for an account: (key_id, secret). The secret is returned only here; the store
+        keeps a salted scrypt hash of it."""
+        scope_set = sorted(set(scopes))
+        for scope in scope_set:
+            if not SCOPE_RE.match(scope):
+                raise ValueError(f"invalid scope {scope!r}")
+        key_id = "ak_" + secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        params = f"scrypt:n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}"
+        digest = _scrypt(secret, salt, params)
+        with self._begin(immediate=True) as conn:
+            if conn.execute(select(AccountRecord.account_id).where(AccountRecord.account_id == account_id)).first() \
+                    is None:
+                raise ValueError(f"no account {account_id} in the store")
+            conn.execute(insert(ApiKeyRecord).values(
+                key_id=key_id, account_id=account_id, hash_params=params, salt=salt, secret_hash=digest,
+                scopes=" ".join(scope_set), created_ts_ns=now_ns, revoked_ts_ns=None))
+        return key_id, secret
+
+    def verify_api_key(self, key_id: str, secret: str) -> ApiKeyRow | None:
+        """The key if `secret` is its secret and it is not revoked, else None. Constant time in the
+        secret; an unknown key id costs a hash too, so timing does not tell which ids exist."""
+        with self._begin() as conn:
+            record = conn.execute(select(ApiKeyRecord.__table__).where(ApiKeyRecord.key_id == key_id)).first()
+        if record is None:
+            _scrypt(secret, self._dummy_salt, f"scrypt:n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}")
+            return None
+        ok = hmac.compare_digest(_scrypt(secret, record.salt, record.hash_params), record.secret_hash)
+        if not ok or record.revoked_ts_ns is not None:
+            return None
+        return ApiKeyRow(record.key_id, record.account_id, tuple(record.scopes.split()), record.created_ts_ns,
+                         record.revoked_ts_ns)
+
+    def revoke_api_key(self, key_id: str, now_ns: int) -> bool:
+        """Revoke a key; False if there is no such live key."""
+        with self._begin(immediate=True) as conn:
+            result = conn.execute(update(ApiKeyRecord).where(ApiKeyRecord.key_id == key_id,
+                                                             ApiKeyRecord.revoked_ts_ns.is_(None))
+                                  .values(revoked_ts_ns=now_ns))
+            return bool(result.rowcount)
+
+    def api_key_record(self, key_id: str) -> dict[str, Any] | None:
+        """The stored row of a key, hash and salt included (for audits and tests)."""
+        with self._begin() as conn:
+            row = conn.execute(select(ApiKeyRecord.__table__).where(ApiKeyRecord.key_id == key_id)).mappings().first()
+        return dict(row) if row is not None else None
+
+    # -- reads -------------------------------------------------------------------------------
+    def accounts(self) -> list[AccountRow]:
+        with self._begin() as conn:
+            rows = conn.execute(select(AccountRecord.account_id, AccountRecord.enabled, AccountRecord.created_seq,
+                                       AccountRecord.created_ts_ns).order_by(AccountRecord.account_id)).all()
+        return [AccountRow(*row) for row in rows]
+
+    def series(self) -> list[SeriesRow]:
+        with self._begin() as conn:
+            rows = conn.execute(select(SeriesRecord.symbol, SeriesRecord.product, SeriesRecord.halted,
+                                       SeriesRecord.terminated, SeriesRecord.reference_price_ticks,
+                                       SeriesRecord.trading_end_ns).order_by(SeriesRecord.symbol)).all()
+        return [SeriesRow(*row) for row in rows]
+
+    def orders(self, account_id: int, open_only: bool = False, limit: int = 100,
+               after_order_id: int = 0) -> list[OrderRow]:
+        """An account's orders by ascending id, after `after_order_id` (keyset pagination)."""
+        _check_limit(limit)
+        query = select(OrderRecord.__table__).where(OrderRecord.account_id == account_id,
+                                                    OrderRecord.order_id > after_order_id)
+        if open_only:
+            query = query.where(OrderRecord.status == OPEN)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(OrderRecord.order_id).limit(limit)).mappings().all()
+        return [OrderRow(**row) for row in rows]
+
+    def trades(self, symbol: str, limit: int = 100, after_trade_id: int = 0) -> list[TradeRow]:
+        """A series' trades by ascending trade id, after `after_trade_id`."""
+        _check_limit(limit)
+        with self._begin() as conn:
+            rows = conn.execute(select(TradeRecord.__table__).where(
+                TradeRecord.symbol == symbol, TradeRecord.trade_id > after_trade_id)
+                .order_by(TradeRecord.trade_id).limit(limit)).mappings().all()
+        return [TradeRow(**row) for row in rows]
+
+    def trade_totals(self) -> tuple[int, int]:
+        """(number of trades, total lots traded) over all series."""
+        with self._begin() as conn:
+            count, lots = conn.execute(select(func.count(), func.coalesce(func.sum(TradeRecord.qty_lots), 0))).one()
+        return int(count), int(lots)
+
+    def positions(self, account_id: int) -> list[PositionRow]:
+        """An account's positions by symbol (flat ones included once the account has traded the series)."""
+        with self._begin() as conn:
+            rows = conn.execute(select(PositionRecord.account_id, PositionRecord.symbol, PositionRecord.position_lots,
+                                       PositionRecord.entry_cost_ticks)
+                                .where(PositionRecord.account_id == account_id)
+                                .order_by(PositionRecord.symbol)).all()
+        return [PositionRow(*row) for row in rows]
+
+    def balances(self) -> dict[int, int]:
+        """Cash of every ledger account, system accounts (negative ids) included; sums to zero."""
+        with self._begin() as conn:
+            rows = conn.execute(select(BalanceRecord.ledger_account, BalanceRecord.balance_micros)
+                                .order_by(BalanceRecord.ledger_account)).all()
+        return {int(account): int(balance) for account, balance in rows}
+
+    def ledger(self, account_id: int, limit: int = 100, after_seq: int = 0) -> list[PostingRow]:
+        """Postings to or from a ledger account by ascending (seq, leg), after `after_seq`.
+
+        A page never splits one event's postings (a trade posts two fees to the fee account under one
+        seq), so paging on the last row's seq misses nothing; a page may hold a row more than `limit`.
+        """
+        _check_limit(limit)
+        table = LedgerPostingRecord.__table__
+        mine = or_(LedgerPostingRecord.from_account == account_id, LedgerPostingRecord.to_account == account_id)
+        order = (LedgerPostingRecord.seq, LedgerPostingRecord.leg)
+        with self._begin() as conn:
+            rows = list(conn.execute(select(table).where(mine, LedgerPostingRecord.seq > after_seq)
+                                     .order_by(*order).limit(limit)).mappings())
+            if len(rows) == limit:
+                last = rows[-1]
+                rows += conn.execute(select(table).where(mine, LedgerPostingRecord.seq == last["seq"],
+                                                         LedgerPostingRecord.leg > last["leg"])
+                                     .order_by(*order)).mappings()
+        return [PostingRow(**row) for row in rows]
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, synchronous=FULL, foreign keys, and transactions the store controls (pysqlite's own
+    implicit BEGIN is turned off; see SQLAlchemy's "Serializable isolation / Savepoints" recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
