@@ -67,14 +67,57 @@ async def drive(directory: Path, seed: int, count: int, window: int) -> None:
     out.flush()
 
 
+async def drive_service(data_dir: Path, seed: int, count: int, window: int, snapshot_every: int) -> None:
+    """The same, through the whole service: data directory, SQL store projection, periodic snapshots."""
+    from exchange.service.exchange_service import ExchangeService, ServiceConfig
+    from exchange.store import Store
+
+    stream = random_commands(seed, count)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{data_dir / 'exchange.db'}")
+    store.migrate()
+    config = ServiceConfig(data_dir, snapshot_every_commands=snapshot_every, snapshot_mode="fork")
+    service = ExchangeService(config, store, clock_ns=replaying_clock(ts for _, ts in stream))
+    report = service.open()
+    if report.journal_seq:
+        raise SystemExit(f"{data_dir} already holds a journal (up to seq {report.journal_seq})")
+    await service.start()
+    sequencer = service.sequencer
+    assert sequencer is not None
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    next_index = 0
+
+    async def submitter() -> None:
+        nonlocal next_index
+        while next_index < len(stream):
+            index = next_index
+            next_index += 1
+            result = await sequencer.submit_sequenced(stream[index][0])
+            out.write(f"ack {result.seq} {index}\n")
+            out.flush()
+
+    await asyncio.gather(*(submitter() for _ in range(window)))
+    await service.stop()
+    out.write("done\n")
+    out.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--service", action="store_true",
+                        help="go through ExchangeService with the SQL store and snapshots; --dir is the data dir")
+    parser.add_argument("--snapshot-every", type=int, default=2_000)
     args = parser.parse_args(argv)
-    asyncio.run(drive(args.dir, args.seed, args.count, args.window))
+    if args.service:
+        asyncio.run(drive_service(args.dir, args.seed, args.count, args.window, args.snapshot_every))
+    else:
+        asyncio.run(drive(args.dir, args.seed, args.count, args.window))
 
 
 if __name__ == "__main__":
