@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,13 @@ from exchange.domain.events import Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
 from exchange.settings import Settings
+from exchange.store import Store
+
+
+class Scope(StrEnum):
+    READ = "read"
+    TRADE = "trade"
+    OPERATOR = "operator"
 
 DataOption = Annotated[Path | None,
                        typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR or ./data)")]
@@ -39,9 +47,16 @@ def _config(settings: Settings) -> ServiceConfig:
                          audit_every_commands=settings.audit_every_commands)
 
 
+def _store(settings: Settings) -> Store:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.store_url())
+    store.migrate()
+    return store
+
+
 @contextmanager
 def _service(settings: Settings) -> Iterator[ExchangeService]:
-    service = ExchangeService(_config(settings))
+    service = ExchangeService(_config(settings), _store(settings))
     try:
         service.open()
     except DataDirLocked as error:
@@ -55,7 +70,7 @@ def _service(settings: Settings) -> Iterator[ExchangeService]:
 def submit_all(settings: Settings, commands: Sequence[Command]) -> list[list[Any]]:
     """Recover, submit the commands in order, wait until durable; the events of each command."""
     results: list[list[Any]] = []
-    service = ExchangeService(_config(settings))
+    service = ExchangeService(_config(settings), _store(settings))
 
     async def run() -> None:
         try:
@@ -186,6 +201,39 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
                 raise ValueError("replay from the snapshot does not match replay from scratch")
             if verify:
                 out.print("[green]verified[/]: both replays agree")
+
+    apikey_app = typer.Typer(help="API keys (secrets are shown once and stored hashed).", no_args_is_help=True)
+    app.add_typer(apikey_app, name="apikey")
+
+    @apikey_app.command("create")
+    def apikey_create(account_id: int,
+                      scope: Annotated[list[Scope], typer.Option(help="read, trade or operator (repeatable)")],
+                      data: DataOption = None) -> None:
+        """Create an API key for an account; prints the key id and its secret (shown only now)."""
+        with errors(), _service(_settings(data)) as service:
+            assert service.engine is not None and isinstance(service.projector, Store)
+            if account_id not in service.engine.accounts:
+                raise ValueError(f"no account {account_id}")
+            key_id, secret = service.projector.create_api_key(account_id, [s.value for s in scope], time.time_ns())
+            console().print(f"key id {key_id}\nsecret {secret}\n(store the secret now: it is not kept)")
+
+    @app.command()
+    def ledger(account_id: int, limit: int = 50, data: DataOption = None) -> None:
+        """Cash postings to and from an account (or a system account: -1 external, -2 fees), oldest first."""
+        with errors(), _service(_settings(data)) as service:
+            assert isinstance(service.projector, Store)
+            table = Table(title=f"ledger of {account_id}", box=box.SIMPLE)
+            for column in ("seq", "kind", "from", "to", "amount USD"):
+                table.add_column(column, justify="right")
+            for row in service.projector.ledger(account_id, limit=limit):
+                signed = row.amount_micros if row.to_account == account_id else -row.amount_micros
+                table.add_row(str(row.seq), row.kind, str(row.from_account), str(row.to_account),
+                              f"{micros_to_usd(signed):f}")
+            balance = service.projector.balances().get(account_id)
+            if balance is None:
+                raise ValueError(f"no ledger account {account_id}")
+            console().print(table)
+            console().print(f"balance {micros_to_usd(balance)} USD")
 
     @app.command()
     def snapshot(data: DataOption = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from exchange.store import Store
 
 runner = CliRunner()
 
@@ -35,6 +36,20 @@ def test_init_accounts_cash_replay_and_snapshot(tmp_path: Path) -> None:
     assert code == 0 and "2000.000000 USD" in out
     code, out = _run("positions", "7", "--data", data)
     assert code == 0 and "cash 2000.000000 USD" in out
+    code, out = _run("ledger", "7", "--data", data)
+    assert code == 0 and "deposit" in out and "withdrawal" in out and "balance 2000.000000 USD" in out
+    code, out = _run("apikey", "create", "7", "--scope", "read", "--scope", "trade", "--data", data)
+    assert code == 0 and "key id" in out and "secret" in out
+    key_id = out.split("key id ")[1].split()[0]
+    secret = out.split("secret ")[1].split()[0]
+    store = Store(f"sqlite:///{(tmp_path / 'data' / 'exchange.db').resolve()}")
+    verified = store.verify_api_key(key_id, secret)
+    assert verified is not None and verified.account_id == 7 and set(verified.scopes) == {"read", "trade"}
+    assert store.verify_api_key(key_id, secret + "x") is None
+    code, out = _run("apikey", "create", "8", "--scope", "read", "--data", data)
+    assert code == 1 and "no account 8" in out
+    code, out = _run("apikey", "create", "7", "--scope", "admin", "--data", data)
+    assert code != 0 and "admin" in out
     code, out = _run("snapshot", "--data", data)
     assert code == 0 and ".snapshot" in out
     code, out = _run("replay", "--verify", "--data", data)
