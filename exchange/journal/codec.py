@@ -64,7 +64,8 @@ def _enum(kind: type[IntEnum]) -> Callable[[Any], Any]:
     name = kind.__name__
 
     def decode(value: Any) -> Any:
-        member = members.get(value) if type(value) is int else None
+        # ints and the enum's own members (hash and compare as ints); never bools, which are ints too
+        member = members.get(value) if isinstance(value, int) and type(value) is not bool else None
         if member is None:
             raise ValueError(f"{value!r:.20} is not a valid {name}")
         return member
@@ -133,7 +134,8 @@ def encode_command(command: Command) -> list[Any]:
     if kind is ListSeries:
         encoded = [tag, _encode_spec(command.spec)]  # type: ignore[union-attr]
     else:
-        encoded = [tag, *(int(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in command)]
+        # Enum members go in as they are: msgpack writes an int subclass as the plain int.
+        encoded = [tag, *command]
     decode_command(encoded)
     return encoded
 
