@@ -131,11 +131,8 @@ def encode_command(command: Command) -> list[Any]:
     tag = TAGS.get(kind)
     if tag is None:
         raise CodecError(f"not a command: {command!r:.80}")
-    if kind is ListSeries:
-        encoded = [tag, _encode_spec(command.spec)]  # type: ignore[union-attr]
-    else:
-        # Enum members go in as they are: msgpack writes an int subclass as the plain int.
-        encoded = [tag, *command]
+    # Enum members go in as they are: msgpack writes an int subclass as the plain int.
+    encoded = [tag, _encode_spec(command.spec)] if kind is ListSeries else [tag, *command]  # type: ignore[union-attr]
     decode_command(encoded)
     return encoded
 

@@ -362,7 +362,7 @@ def test_a_non_command_raises_before_anything_changes() -> None:
     market.buy(1, 1, 470, tif="gtd", expire_ns=expire)
     before = state_dump(market.engine)
     # (the mypyc-compiled core refuses it one step earlier, by its type annotation: also a TypeError)
-    with pytest.raises(TypeError, match="not a command|tuple object expected"):
+    with pytest.raises(TypeError, match=r"not a command|tuple object expected"):
         market.engine.apply("cancel everything", expire)  # type: ignore[arg-type]
     assert state_dump(market.engine) == before  # the GTD order did not expire either
 
