@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,9 +24,9 @@ from exchange.service.exchange_service import ExchangeService, ServiceConfig, ve
 from exchange.service.sequencer import Sequenced
 from exchange.store import Store
 from exchange.testing.flow import random_commands
+from tests.service.crashing import run_and_kill
 from tests.store.helpers import assert_matches_engine
 
-REPO = Path(__file__).resolve().parents[2]
 COUNT = 20_000
 
 
@@ -40,34 +34,13 @@ def _seeds() -> list[int]:
     return list(range(100, 100 + int(os.environ.get("CRASH_SERVICE_SEEDS", "20"))))
 
 
-def _read(stream: Any, lines: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        lines.append(line.strip())
-        if line.startswith("ready"):
-            ready.set()
-    ready.set()
-
-
 @pytest.mark.parametrize("seed", _seeds())
 def test_kill_minus_nine_through_the_service_loses_nothing(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange.testing.crashdriver", "--service", "--dir", str(data), "--seed", str(seed),
-         "--count", str(COUNT), "--window", str(rng.choice((1, 32, 256))), "--snapshot-every", "1500"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
-    lines: list[str] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=_read, args=(proc.stdout, lines, ready), daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(timeout=60), "the driver never got ready"
-        time.sleep(rng.uniform(0.05, 1.5))
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-        reader.join(timeout=60)
-    acks = [tuple(map(int, line.split()[1:])) for line in lines if line.startswith("ack ")]
+    acks = run_and_kill(["--service", "--dir", str(data), "--seed", str(seed), "--count", str(COUNT),
+                         "--window", str(rng.choice((1, 32, 256))), "--snapshot-every", "1500"],
+                        rng.uniform(0.05, 1.5))
 
     # Restart: recovery from snapshot + journal tail, and the projection catches up.
     store = Store(f"sqlite:///{data / 'exchange.db'}")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -33,6 +30,7 @@ from exchange.service.sequencer import (
 )
 from exchange.testing.flow import random_commands
 from exchange.testing.specs import T0_NS
+from tests.service.crashing import run_and_kill
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -451,36 +449,13 @@ def _crash_seeds() -> list[int]:
     return list(range(int(os.environ.get("CRASH_SEEDS", "5"))))
 
 
-def _read_lines(stream: Any, lines: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        lines.append(line.strip())
-        if line.startswith("ready"):
-            ready.set()
-    ready.set()
-
-
 @pytest.mark.parametrize("seed", _crash_seeds())
 def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     count = 30_000
     directory = tmp_path / "journal"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange.testing.crashdriver", "--dir", str(directory), "--seed", str(seed),
-         "--count", str(count), "--window", str(rng.choice((1, 16, 256)))],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    lines: list[str] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines, ready), daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(timeout=30), "the driver never got ready"
-        time.sleep(rng.uniform(0.02, 0.6))
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-        reader.join(timeout=30)
-    acks = [tuple(map(int, line.split()[1:])) for line in lines if line.startswith("ack ")]
+    acks = run_and_kill(["--dir", str(directory), "--seed", str(seed), "--count", str(count),
+                         "--window", str(rng.choice((1, 16, 256)))], rng.uniform(0.02, 0.6))
 
     stream = random_commands(seed, count)
     engine, journal = recover(Engine, directory)
