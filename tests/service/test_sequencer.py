@@ -32,8 +32,6 @@ from exchange.testing.flow import random_commands
 from exchange.testing.specs import T0_NS
 from tests.service.crashing import run_and_kill
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def ticking_clock(start: int = T0_NS, step: int = 1_000) -> Callable[[], int]:
     now = start - step
