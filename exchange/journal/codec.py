@@ -74,7 +74,9 @@ def _enum(kind: type[IntEnum]) -> Callable[[Any], Any]:
 
 
 def _optional(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else decode(value)
+    def optional(value: Any) -> Any:
+        return None if value is None else decode(value)
+    return optional
 
 
 def _encode_spec(spec: SeriesSpec) -> list[Any]:
@@ -123,18 +125,25 @@ assert set(TAGS) == set(_SCHEMA), "every command type needs a tag and a schema"
 def encode_command(command: Command) -> list[Any]:
     """[tag, field, ...] with enums as ints and a SeriesSpec as a list (decimals as strings).
 
-    The result is decoded once more before it is returned: a command whose fields do not fit the
-    schema (a string where an int belongs) is refused here, so the journal never holds a record that
-    recovery could not read back.
+    Every field goes through the same decoder recovery will use: a command whose fields do not fit
+    the schema (a string where an int belongs) is refused here, so the journal never holds a record
+    that recovery could not read back.
     """
     kind = type(command)
     tag = TAGS.get(kind)
     if tag is None:
         raise CodecError(f"not a command: {command!r:.80}")
+    if kind is ListSeries:
+        encoded = [tag, _encode_spec(command.spec)]  # type: ignore[union-attr]
+        decode_command(encoded)
+        return encoded
+    try:
+        for decode, value in zip(_SCHEMA[kind], command, strict=True):
+            decode(value)
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise CodecError(f"bad {kind.__name__} fields: {error}") from None
     # Enum members go in as they are: msgpack writes an int subclass as the plain int.
-    encoded = [tag, _encode_spec(command.spec)] if kind is ListSeries else [tag, *command]  # type: ignore[union-attr]
-    decode_command(encoded)
-    return encoded
+    return [tag, *command]
 
 
 def decode_command(fields: list[Any]) -> Command:
