@@ -55,9 +55,9 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from exchange.domain.commands import Command
 from exchange.domain.engine import Engine
@@ -104,7 +104,59 @@ class State(enum.Enum):
     FAILED = "failed"
 
 
-_Pending = tuple[Command, asyncio.Future[Sequenced]]
+class _Sink(Protocol):
+    """Where one command's outcome goes: its own future, or its slot in a `submit_many` group."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Sequenced) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class _Group:
+    """The outcomes of one `submit_many` call, released together through one future."""
+
+    __slots__ = ("future", "outcomes", "pending")
+
+    def __init__(self, future: asyncio.Future[list[Sequenced | Exception]], size: int) -> None:
+        self.future = future
+        self.outcomes: list[Sequenced | Exception | None] = [None] * size
+        self.pending = size
+
+    def settle(self, index: int, outcome: Sequenced | Exception) -> None:
+        if self.outcomes[index] is None:
+            self.outcomes[index] = outcome
+            self.pending -= 1
+            if self.pending == 0 and not self.future.done():
+                self.future.set_result([o for o in self.outcomes if o is not None])
+
+
+class _Slot:
+    """One command of a group. A refusal by the codec or the core is that command's outcome; a
+    stopped sequencer fails the whole group."""
+
+    __slots__ = ("group", "index")
+
+    def __init__(self, group: _Group, index: int) -> None:
+        self.group = group
+        self.index = index
+
+    def done(self) -> bool:
+        return self.group.future.done() or self.group.outcomes[self.index] is not None
+
+    def set_result(self, result: Sequenced) -> None:
+        self.group.settle(self.index, result)
+
+    def set_exception(self, exception: BaseException) -> None:
+        if isinstance(exception, SequencerError) or not isinstance(exception, Exception):
+            if not self.group.future.done():
+                self.group.future.set_exception(exception)
+        else:
+            self.group.settle(self.index, exception)
+
+
+_Pending = tuple[Command, _Sink]
 
 
 class Sequencer:
@@ -198,14 +250,35 @@ class Sequencer:
         """
         return (await self.submit_sequenced(command)).events
 
-    async def submit_sequenced(self, command: Command) -> Sequenced:
-        """Like `submit`, with the command's sequence number and time."""
+    async def submit_many(self, commands: Sequence[Command]) -> list[Sequenced | Exception]:
+        """Submit several commands at once, in order; one outcome per command, released together once
+        the last of them is durable. A command the codec (or the core) refuses has its exception as
+        its outcome and the others go on; a sequencer that stops raises as for `submit`.
+
+        For pipelining clients (and the benchmark's pipelined driver): one future and one wake-up per
+        group instead of per command.
+        """
+        self._check_accepting(len(commands))
+        assert self._loop is not None
+        future: asyncio.Future[list[Sequenced | Exception]] = self._loop.create_future()
+        if not commands:
+            return []
+        group = _Group(future, len(commands))
+        self._queue.extend((command, _Slot(group, index)) for index, command in enumerate(commands))
+        self._wakeup.set()
+        return await future
+
+    def _check_accepting(self, count: int) -> None:
         if self._state is not State.RUNNING:
             if self._state is State.FAILED:
                 raise self._failed_error()
             raise SequencerStopped(f"the sequencer is {self._state.value}: not taking commands")
-        if len(self._queue) >= self.queue_max:
-            raise SequencerBusy(f"{len(self._queue)} commands queued (the limit): try again later")
+        if len(self._queue) + count > self.queue_max:
+            raise SequencerBusy(f"{len(self._queue)} commands queued (limit {self.queue_max}): try again later")
+
+    async def submit_sequenced(self, command: Command) -> Sequenced:
+        """Like `submit`, with the command's sequence number and time."""
+        self._check_accepting(1)
         assert self._loop is not None
         future: asyncio.Future[Sequenced] = self._loop.create_future()
         self._queue.append((command, future))
@@ -241,7 +314,7 @@ class Sequencer:
     async def _process(self, batch: list[_Pending]) -> bool:
         """Append, commit || apply, release one batch. False if nothing was committed."""
         journal, engine, clock = self.journal, self.engine, self.clock_ns
-        appended: list[tuple[int, int, Command, asyncio.Future[Sequenced]]] = []
+        appended: list[tuple[int, int, Command, _Sink]] = []
         for command, future in batch:
             seq = journal.last_seq + 1
             ts = max(clock(), self._last_ts)  # never backwards: the core needs non-decreasing times

@@ -471,3 +471,47 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, seed: int) -> None:
     engine.audit()
     assert engine.ledger.total() == 0
     print(f"seed {seed}: {len(acks)} acknowledged, {prefix} journaled of {len(stream)}")
+
+
+# -- submit_many -------------------------------------------------------------------------------
+def test_submit_many_gives_one_outcome_per_command_in_order_and_replays_identically(tmp_path: Path) -> None:
+    stream = random_commands(8, 600)
+    engine = Engine()
+
+    async def main() -> None:
+        journal = Journal.open(tmp_path)
+        sequencer = Sequencer(engine, journal, ticking_clock())
+        await sequencer.start()
+        outcomes: list[Sequenced | Exception] = []
+        for start in range(0, len(stream), 50):
+            outcomes += await sequencer.submit_many([c for c, _ in stream[start:start + 50]])
+        # A refused command (a string amount) is that command's outcome; its neighbours go through.
+        mixed = await sequencer.submit_many([Deposit(1, 5), Deposit(1, "5"), Deposit(1, 6)])  # type: ignore[arg-type]
+        await sequencer.stop()
+        journal.close()
+        assert all(isinstance(o, Sequenced) for o in outcomes)
+        assert [o.seq for o in outcomes if isinstance(o, Sequenced)] == list(range(1, len(stream) + 1))
+        assert isinstance(mixed[0], Sequenced) and isinstance(mixed[1], CodecError) and isinstance(mixed[2], Sequenced)
+        assert mixed[2].seq == mixed[0].seq + 1  # the refused one used no sequence number
+
+    run(main)
+    recovered, journal = recover(Engine, tmp_path)
+    journal.close()
+    assert state_hash(recovered) == state_hash(engine)
+
+
+def test_submit_many_is_refused_whole_when_stopped_or_too_big(tmp_path: Path) -> None:
+    async def main() -> None:
+        journal = Journal.open(tmp_path)
+        sequencer = Sequencer(Engine(), journal, ticking_clock(), queue_max=10)
+        await sequencer.start()
+        with pytest.raises(SequencerBusy):
+            await sequencer.submit_many([CreateAccount(k + 1) for k in range(11)])
+        assert await sequencer.submit_many([]) == []
+        await sequencer.stop()
+        with pytest.raises(SequencerStopped):
+            await sequencer.submit_many([CreateAccount(1)])
+        journal.close()
+        assert journal.last_seq == 0
+
+    run(main)
