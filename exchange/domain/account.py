@@ -41,6 +41,23 @@ class Exposure:
         return Fraction(self.entry_cost_ticks, abs(pos)) if pos else None
 
 
+def fill_position(position_lots: int, entry_cost_ticks: int, signed_lots: int, price_ticks: int) -> tuple[int, int]:
+    """(position, entry cost) after a fill of `signed_lots` (buy > 0) at `price_ticks`, by the
+    average-cost rule: adding to a position adds `price × lots`; reducing it removes the average cost
+    of the lots closed, rounded half-to-even to a tick-lot; flipping through zero leaves the rest
+    opened at this price. Pure, so the SQL projection applies the very same rule."""
+    new = position_lots + signed_lots
+    lots = signed_lots if signed_lots > 0 else -signed_lots
+    if position_lots == 0 or (position_lots > 0) == (signed_lots > 0):
+        return new, entry_cost_ticks + price_ticks * lots
+    if new == 0:
+        return new, 0
+    if (new > 0) == (position_lots > 0):
+        held = position_lots if position_lots > 0 else -position_lots
+        return new, entry_cost_ticks - div_half_even(entry_cost_ticks * lots, held)
+    return new, price_ticks * (new if new > 0 else -new)
+
+
 def book_fill(account: Account, exposure: Exposure, signed_lots: int, price_ticks: int,
               im_per_lot_micros: int) -> None:
     """One side of a trade: `signed_lots` (buy > 0) of open orders become position at `price_ticks`.
@@ -49,23 +66,12 @@ def book_fill(account: Account, exposure: Exposure, signed_lots: int, price_tick
     order's worst case was already counted when it was accepted. One function, not several small
     ones: it runs twice per trade on the hot path.
     """
-    pos = exposure.position_lots
-    new = pos + signed_lots
     if signed_lots > 0:
         exposure.open_buy_lots -= signed_lots
-        lots = signed_lots
     else:
         exposure.open_sell_lots += signed_lots
-        lots = -signed_lots
-    if pos == 0 or (pos > 0) == (signed_lots > 0):
-        exposure.entry_cost_ticks += price_ticks * lots
-    elif new == 0:
-        exposure.entry_cost_ticks = 0
-    elif (new > 0) == (pos > 0):
-        exposure.entry_cost_ticks -= div_half_even(exposure.entry_cost_ticks * lots, pos if pos > 0 else -pos)
-    else:
-        # Flipped through zero: what is left was all opened at this price.
-        exposure.entry_cost_ticks = price_ticks * (new if new > 0 else -new)
+    new, exposure.entry_cost_ticks = fill_position(exposure.position_lots, exposure.entry_cost_ticks, signed_lots,
+                                                   price_ticks)
     exposure.position_lots = new
     long_side = new + exposure.open_buy_lots
     short_side = new - exposure.open_sell_lots

@@ -1,6 +1,7 @@
 """The SQL store: SQLAlchemy models, the event projector and Alembic migrations (DESIGN.md principle 3)."""
 
-from exchange.store.projector import ProjectionError, fill_position
+from exchange.domain.account import fill_position
+from exchange.store.projector import ProjectionError
 from exchange.store.store import (
     AccountRow,
     ApiKeyRow,

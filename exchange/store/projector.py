@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from exchange.domain.account import fill_position
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
@@ -55,7 +56,6 @@ from exchange.domain.events import (
 )
 from exchange.domain.ledger import FEES
 from exchange.domain.order import OrderType, Side, StpMode, TimeInForce
-from exchange.domain.units import div_half_even
 from exchange.service.sequencer import Sequenced
 from exchange.store.models import Base
 
@@ -73,27 +73,6 @@ Row = dict[str, Any]
 
 class ProjectionError(RuntimeError):
     """The event stream does not fit the store (a gap, or an event about a row it never saw)."""
-
-
-def fill_position(position_lots: int, entry_cost_ticks: int, signed_lots: int, price_ticks: int) -> tuple[int, int]:
-    """(position, entry cost) after a fill of `signed_lots` (buy > 0) at `price_ticks`.
-
-    The average-cost rule of `exchange.domain.account.book_fill`, as a pure function (tests check the
-    two agree): adding to a position adds `price × lots`; reducing it removes the average cost of the
-    lots closed, rounded half-to-even; flipping through zero leaves the rest opened at this price.
-    """
-    pos = position_lots
-    new = pos + signed_lots
-    lots = signed_lots if signed_lots > 0 else -signed_lots
-    if pos == 0 or (pos > 0) == (signed_lots > 0):
-        entry = entry_cost_ticks + price_ticks * lots
-    elif new == 0:
-        entry = 0
-    elif (new > 0) == (pos > 0):
-        entry = entry_cost_ticks - div_half_even(entry_cost_ticks * lots, pos if pos > 0 else -pos)
-    else:
-        entry = price_ticks * (new if new > 0 else -new)
-    return new, entry
 
 
 def _table(name: str) -> Table:
