@@ -38,7 +38,7 @@ from exchange.domain.statehash import state_hash
 from exchange.journal.journal import Journal, read_entries
 from exchange.service.recovery import recover
 from exchange.service.sequencer import Sequenced, Sequencer
-from exchange.service.snapshot import SnapshotError, read_snapshot, snapshot_files, write_snapshot
+from exchange.service.snapshot import latest_valid_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -203,20 +203,14 @@ class ExchangeService:
     def _usable_snapshot(self, projected_seq: int | None,
                          rejected: list[tuple[str, str]]) -> tuple[int, Engine] | None:
         """The newest valid snapshot not newer than what the projection has seen."""
-        for seq, path in snapshot_files(self.config.snapshot_dir):
-            if projected_seq is not None and seq > projected_seq:
-                continue
-            try:
-                journal_seq, _, engine = read_snapshot(path.read_bytes())
-                if journal_seq != seq:
-                    raise SnapshotError(f"file name says seq {seq}, the header {journal_seq}")
-            except (SnapshotError, OSError) as error:
-                log.warning("skipping snapshot %s: %s", path, error)
-                rejected.append((str(path), str(error)))
-                continue
-            engine.audit_every_commands = self.config.audit_every_commands
-            return seq, engine
-        return None
+        skipped: list[tuple[Path, str]] = []
+        found = latest_valid_snapshot(self.config.snapshot_dir, skipped, max_seq=projected_seq)
+        rejected.extend((str(path), reason) for path, reason in skipped)
+        if found is None:
+            return None
+        _, seq, engine = found
+        engine.audit_every_commands = self.config.audit_every_commands
+        return seq, engine
 
     def _catch_up(self, snapshot: tuple[int, Engine] | None, projected_seq: int) -> int:
         """Regenerate the events the projection missed and feed them to it, in batches."""
@@ -269,11 +263,9 @@ def verify_replay(config: ServiceConfig) -> ReplayCheck:
         return engine, last
 
     scratch, last_seq = replay(Engine(config.limits), 0)
-    for seq, path in snapshot_files(config.snapshot_dir):
-        try:
-            journal_seq, _, engine = read_snapshot(path.read_bytes())
-        except (SnapshotError, OSError):
-            continue
-        tail, _ = replay(engine, journal_seq)
-        return ReplayCheck(last_seq, state_hash(scratch), state_hash(tail), seq)
-    return ReplayCheck(last_seq, state_hash(scratch), None, None)
+    found = latest_valid_snapshot(config.snapshot_dir)
+    if found is None:
+        return ReplayCheck(last_seq, state_hash(scratch), None, None)
+    _, seq, engine = found
+    tail, _ = replay(engine, seq)
+    return ReplayCheck(last_seq, state_hash(scratch), state_hash(tail), seq)

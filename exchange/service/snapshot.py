@@ -470,12 +470,15 @@ def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
 
 
 def latest_valid_snapshot(directory: Path, rejected: list[tuple[Path, str]] | None = None,
-                          ) -> tuple[Path, int, Engine] | None:
+                          max_seq: int | None = None) -> tuple[Path, int, Engine] | None:
     """The newest snapshot that passes every check, as (path, journal seq, engine), or None.
 
     Invalid ones are skipped, newest first: each is logged as a warning and, if `rejected` is given,
-    appended to it as (path, reason)."""
+    appended to it as (path, reason). With `max_seq`, snapshots past that journal seq are not
+    considered (a projection that lags needs an image from before its last seq)."""
     for seq, path in snapshot_files(directory):
+        if max_seq is not None and seq > max_seq:
+            continue
         try:
             journal_seq, _, engine = read_snapshot(path.read_bytes())
             if journal_seq != seq:
