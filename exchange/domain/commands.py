@@ -109,7 +109,3 @@ Command = (
     CreateAccount | Deposit | Withdraw | SetAccountEnabled | ListSeries | HaltSeries | TerminateTrading
     | PlaceOrder | CancelOrder | AmendOrder | MassCancel | AdvanceTime
 )
-COMMAND_TYPES: tuple[type[Command], ...] = (
-    CreateAccount, Deposit, Withdraw, SetAccountEnabled, ListSeries, HaltSeries, TerminateTrading,
-    PlaceOrder, CancelOrder, AmendOrder, MassCancel, AdvanceTime,
-)
