@@ -24,6 +24,7 @@ from exchange.domain.events import Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
 from exchange.settings import Settings
+from exchange.signing import derive_secret
 from exchange.store import Store
 
 
@@ -210,11 +211,18 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
                       scope: Annotated[list[Scope], typer.Option(help="read, trade or operator (repeatable)")],
                       data: DataOption = None) -> None:
         """Create an API key for an account; prints the key id and its secret (shown only now)."""
-        with errors(), _service(_settings(data)) as service:
-            assert service.engine is not None and isinstance(service.projector, Store)
-            if account_id not in service.engine.accounts:
-                raise ValueError(f"no account {account_id}")
-            key_id, secret = service.projector.create_api_key(account_id, [s.value for s in scope], time.time_ns())
+        # Only the store is touched (not the data directory's lock), so this works while `serve` runs.
+        with errors():
+            settings = _settings(data)
+            store = _store(settings)
+            try:
+                if account_id not in {row.account_id for row in store.accounts()}:
+                    raise ValueError(f"no account {account_id}")
+                master_key = settings.load_master_key()
+                key_id, secret = store.create_api_key(account_id, [s.value for s in scope], time.time_ns(),
+                                                      lambda key_id: derive_secret(master_key, key_id))
+            finally:
+                store.close()
             console().print(f"key id {key_id}\nsecret {secret}\n(store the secret now: it is not kept)")
 
     @app.command()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +18,40 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the store; default: SQLite file in the data directory")
     snapshot_every_commands: int = Field(default=100_000, ge=0)
     audit_every_commands: int = Field(default=10_000, ge=0)
+
+    # -- the API server (`exchange serve`) ---------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="address the API server binds")
+    port: int = Field(default=8000, ge=0, le=65535)
+    master_key: SecretStr | None = Field(
+        default=None, description="hex, >= 32 bytes: API secrets are derived from it (default: <data>/master.key)")
+    rate_per_key_per_s: int = Field(default=200, ge=1, description="sustained requests per second per API key")
+    burst_per_key: int = Field(default=400, ge=1)
+    rate_per_ip_per_s: int = Field(default=400, ge=1, description="sustained requests per second per client IP")
+    burst_per_ip: int = Field(default=800, ge=1)
+    request_body_bytes_max: int = Field(default=16_384, ge=256, description="larger bodies get 413")
+    ws_message_bytes_max: int = Field(default=16_384, ge=256)
+    ws_in_flight_max: int = Field(default=256, ge=1, description="unanswered requests per WebSocket connection")
+    signature_window_s: int = Field(default=5, ge=1, le=300, description="allowed clock skew of signed requests")
+    idempotency_retention_s: int = Field(default=86_400, ge=60)
+    submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")
+    shutdown_drain_s: int = Field(default=10, ge=0, description="graceful shutdown: finish in-flight requests")
+
+    def load_master_key(self) -> bytes:
+        """The key API secrets are derived from: EXCHANGE_MASTER_KEY (hex), else <data>/master.key,
+        created (random, mode 0600) on first use. Losing it invalidates every API key."""
+        if self.master_key is not None:
+            key = bytes.fromhex(self.master_key.get_secret_value())
+        else:
+            path = self.data_dir / "master.key"
+            if not path.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32) + "\n")
+            key = bytes.fromhex(path.read_text().strip())
+        if len(key) < 32:
+            raise ValueError("the master key must be at least 32 bytes (64 hex digits)")
+        return key
 
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'exchange.db').resolve()}"

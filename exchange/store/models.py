@@ -43,6 +43,7 @@ NAMING_CONVENTION = {
 SYMBOL_LEN = 32
 LABEL_LEN = 16  # side, order type, time in force, STP mode, status, posting kind
 CLIENT_ORDER_ID_LEN = 64
+IDEMPOTENCY_KEY_LEN = 64
 
 
 class Base(DeclarativeBase):
@@ -120,6 +121,7 @@ class OrderRecord(Base):
         UniqueConstraint("account_id", "client_order_id"),  # NULLs are distinct: only set ids are unique
         Index(None, "account_id", "order_id"),
         Index(None, "account_id", "status"),
+        Index(None, "account_id", "symbol", "order_id"),
     )
 
     order_id: Mapped[int] = _id()
@@ -151,6 +153,9 @@ class TradeRecord(Base):
         Index(None, "seq"),
         Index(None, "maker_account_id", "seq"),
         Index(None, "taker_account_id", "seq"),
+        Index(None, "maker_order_id"),
+        Index(None, "taker_order_id"),
+        Index(None, "symbol", "ts_ns"),
     )
 
     symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"), primary_key=True)
@@ -242,6 +247,21 @@ class DeliveryRecord(Base):
     status: Mapped[str] = mapped_column(String(LABEL_LEN))
     seq: Mapped[int] = mapped_column(BigInteger)
     ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """The stored response to a mutation sent with an `Idempotency-Key` (per API key), so that a retry
+    gets the original answer instead of acting twice. Rows older than the retention window are purged."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index(None, "created_ts_ns"),)
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LEN), primary_key=True)
+    request_digest: Mapped[str] = mapped_column(String(64))     # sha256 of method, path and body
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_ts_ns: Mapped[int] = mapped_column(BigInteger)
 
 
 class ProjectorState(Base):

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 
 from exchange.service.sequencer import Sequenced
@@ -36,6 +36,7 @@ from exchange.store.models import (
     AccountRecord,
     ApiKeyRecord,
     BalanceRecord,
+    IdempotencyRecord,
     LedgerPostingRecord,
     OrderRecord,
     PositionRecord,
@@ -47,6 +48,7 @@ from exchange.store.projector import OPEN, Projection, ProjectionError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LIMIT_MAX = 1_000
+TRADES_SCAN_MAX = 100_000   # trades read at once for candles (a bounded window of them)
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9_:.-]{0,31}$")
 
 # API key secrets are 256 random bits, so the hash needs no great cost to resist guessing; scrypt with a
@@ -237,15 +239,18 @@ class Store:
                 last_event_seq=max(int(state.last_event_seq), projection.last_event_seq)))
 
     # -- API keys ----------------------------------------------------------------------------
-    def create_api_key(self, account_id: int, scopes: Sequence[str], now_ns: int) -> tuple[str, str]:
+    def create_api_key(self, account_id: int, scopes: Sequence[str], now_ns: int,
+                       derive_secret: Callable[[str], str] | None = None) -> tuple[str, str]:
         """A new key for an account: (key_id, secret). The secret is returned only here; the store
-        keeps a salted scrypt hash of it."""
+        keeps a salted scrypt hash of it. `derive_secret(key_id)`, if given, makes the secret (the API
+        server derives secrets from its master key, so that it can check signatures without storing
+        them: `exchange.signing.derive_secret`); otherwise it is random."""
         scope_set = sorted(set(scopes))
         for scope in scope_set:
             if not SCOPE_RE.match(scope):
                 raise ValueError(f"invalid scope {scope!r}")
         key_id = "ak_" + secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        secret = derive_secret(key_id) if derive_secret is not None else secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
         params = f"scrypt:n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}"
         digest = _scrypt(secret, salt, params)
@@ -268,6 +273,15 @@ class Store:
             return None
         ok = hmac.compare_digest(_scrypt(secret, record.salt, record.hash_params), record.secret_hash)
         if not ok or record.revoked_ts_ns is not None:
+            return None
+        return ApiKeyRow(record.key_id, record.account_id, tuple(record.scopes.split()), record.created_ts_ns,
+                         record.revoked_ts_ns)
+
+    def api_key(self, key_id: str) -> ApiKeyRow | None:
+        """A key by id, revoked or not (no secret check: the API checks signatures itself)."""
+        with self._begin() as conn:
+            record = conn.execute(select(ApiKeyRecord.__table__).where(ApiKeyRecord.key_id == key_id)).first()
+        if record is None:
             return None
         return ApiKeyRow(record.key_id, record.account_id, tuple(record.scopes.split()), record.created_ts_ns,
                          record.revoked_ts_ns)
@@ -301,16 +315,114 @@ class Store:
         return [SeriesRow(*row) for row in rows]
 
     def orders(self, account_id: int, open_only: bool = False, limit: int = 100,
-               after_order_id: int = 0) -> list[OrderRow]:
+               after_order_id: int = 0, *, closed_only: bool = False, symbol: str | None = None) -> list[OrderRow]:
         """An account's orders by ascending id, after `after_order_id` (keyset pagination)."""
         _check_limit(limit)
+        assert not (open_only and closed_only)
         query = select(OrderRecord.__table__).where(OrderRecord.account_id == account_id,
                                                     OrderRecord.order_id > after_order_id)
         if open_only:
             query = query.where(OrderRecord.status == OPEN)
+        if closed_only:
+            query = query.where(OrderRecord.status != OPEN)
+        if symbol is not None:
+            query = query.where(OrderRecord.symbol == symbol)
         with self._begin() as conn:
             rows = conn.execute(query.order_by(OrderRecord.order_id).limit(limit)).mappings().all()
         return [OrderRow(**row) for row in rows]
+
+    def order(self, account_id: int, order_id: int | None = None,
+              client_order_id: str | None = None) -> OrderRow | None:
+        """One of the account's orders, by exchange id or by client order id (another account's: None)."""
+        assert (order_id is None) != (client_order_id is None)
+        query = select(OrderRecord.__table__).where(OrderRecord.account_id == account_id)
+        if order_id is not None:
+            query = query.where(OrderRecord.order_id == order_id)
+        else:
+            query = query.where(OrderRecord.client_order_id == client_order_id)
+        with self._begin() as conn:
+            row = conn.execute(query).mappings().first()
+        return OrderRow(**row) if row is not None else None
+
+    def fill_totals(self, order_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """{order_id: (lots filled, sum of price_ticks x lots)} over the orders' trades (average prices)."""
+        totals: dict[int, tuple[int, int]] = {}
+        if not order_ids:
+            return totals
+        notional = func.sum(TradeRecord.price_ticks * TradeRecord.qty_lots)
+        with self._begin() as conn:
+            for column in (TradeRecord.maker_order_id, TradeRecord.taker_order_id):
+                rows = conn.execute(select(column, func.sum(TradeRecord.qty_lots), notional)
+                                    .where(column.in_(list(order_ids))).group_by(column)).all()
+                for order_id, lots, cost in rows:
+                    old_lots, old_cost = totals.get(order_id, (0, 0))
+                    totals[int(order_id)] = (old_lots + int(lots), old_cost + int(cost))
+        return totals
+
+    def fills(self, account_id: int, symbol: str | None = None, limit: int = 100,
+              after_seq: int = 0) -> list[TradeRow]:
+        """Trades in which the account was maker or taker, by ascending seq, after `after_seq`. One
+        command's trades share a seq, so a page is extended to the end of its last seq (like `ledger`)."""
+        _check_limit(limit)
+        mine = or_(TradeRecord.maker_account_id == account_id, TradeRecord.taker_account_id == account_id)
+        if symbol is not None:
+            mine = and_(mine, TradeRecord.symbol == symbol)
+        order = (TradeRecord.seq, TradeRecord.symbol, TradeRecord.trade_id)
+        table = TradeRecord.__table__
+        with self._begin() as conn:
+            rows = list(conn.execute(select(table).where(mine, TradeRecord.seq > after_seq)
+                                     .order_by(*order).limit(limit)).mappings())
+            if len(rows) == limit:
+                last = rows[-1]
+                rows += conn.execute(select(table).where(mine, TradeRecord.seq == last["seq"],
+                                                         TradeRecord.trade_id > last["trade_id"])
+                                     .order_by(*order)).mappings()
+        return [TradeRow(**row) for row in rows]
+
+    def trades_between(self, symbol: str, start_ns: int, end_ns: int, limit: int) -> list[TradeRow]:
+        """A series' trades with start_ns <= ts_ns < end_ns, oldest first, at most `limit`."""
+        if not 0 < limit <= TRADES_SCAN_MAX:
+            raise ValueError(f"limit must be in 1..{TRADES_SCAN_MAX}, got {limit}")
+        with self._begin() as conn:
+            rows = conn.execute(select(TradeRecord.__table__).where(
+                TradeRecord.symbol == symbol, TradeRecord.ts_ns >= start_ns, TradeRecord.ts_ns < end_ns)
+                .order_by(TradeRecord.trade_id).limit(limit)).mappings().all()
+        return [TradeRow(**row) for row in rows]
+
+    def trade_stats(self, symbol: str, start_ns: int) -> tuple[int, int | None, int | None, int | None, int | None]:
+        """(lots traded, high, low, first price, last price) of a series' trades since `start_ns`."""
+        where = (TradeRecord.symbol == symbol, TradeRecord.ts_ns >= start_ns)
+        with self._begin() as conn:
+            lots, high, low = conn.execute(select(func.coalesce(func.sum(TradeRecord.qty_lots), 0),
+                                                  func.max(TradeRecord.price_ticks),
+                                                  func.min(TradeRecord.price_ticks)).where(*where)).one()
+            first = conn.execute(select(TradeRecord.price_ticks).where(*where)
+                                 .order_by(TradeRecord.trade_id).limit(1)).scalar()
+            last = conn.execute(select(TradeRecord.price_ticks).where(TradeRecord.symbol == symbol)
+                                .order_by(TradeRecord.trade_id.desc()).limit(1)).scalar()
+        return int(lots), high, low, first, last
+
+    # -- idempotency keys ----------------------------------------------------------------------
+    def idempotent_response(self, key_id: str, idempotency_key: str) -> tuple[str, int, bytes] | None:
+        """(request digest, status, body) stored for this key, or None."""
+        with self._begin() as conn:
+            row = conn.execute(select(IdempotencyRecord.request_digest, IdempotencyRecord.status_code,
+                                      IdempotencyRecord.response_body)
+                               .where(IdempotencyRecord.key_id == key_id,
+                                      IdempotencyRecord.idempotency_key == idempotency_key)).first()
+        return (row[0], int(row[1]), bytes(row[2])) if row is not None else None
+
+    def save_idempotent_response(self, key_id: str, idempotency_key: str, request_digest: str, status_code: int,
+                                 body: bytes, now_ns: int, retention_ns: int) -> None:
+        """Store a response (first writer wins) and purge rows older than the retention window."""
+        with self._begin(immediate=True) as conn:
+            exists = conn.execute(select(IdempotencyRecord.key_id).where(
+                IdempotencyRecord.key_id == key_id, IdempotencyRecord.idempotency_key == idempotency_key)).first()
+            if exists is None:
+                conn.execute(insert(IdempotencyRecord).values(
+                    key_id=key_id, idempotency_key=idempotency_key, request_digest=request_digest,
+                    status_code=status_code, response_body=body, created_ts_ns=now_ns))
+            conn.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_ts_ns < now_ns - retention_ns))
 
     def trades(self, symbol: str, limit: int = 100, after_trade_id: int = 0) -> list[TradeRow]:
         """A series' trades by ascending trade id, after `after_trade_id`."""
