@@ -62,7 +62,7 @@ def main() -> None:
         if url is not None:
             store = Store(f"sqlite:///{base / 'exchange.db'}" if url == "sqlite" else url)
             store.migrate()
-        service = ExchangeService(ServiceConfig(base, snapshot_every_commands=0), store,
+        service = ExchangeService(ServiceConfig(base, snapshot_every_commands=0, deadline_poll_ms=0), store,
                                   clock_ns=replaying_clock(ts for _, ts in stream))
         started = time.perf_counter()
         asyncio.run(_drive(service, [c for c, _ in stream], args.window))

@@ -86,7 +86,7 @@ def book_fill(account: Account, exposure: Exposure, signed_lots: int, price_tick
 
 
 class Account:
-    __slots__ = ("account_id", "enabled", "exposures", "margin_micros", "orders")
+    __slots__ = ("account_id", "cancel_all_at_ns", "enabled", "exposures", "margin_micros", "orders")
 
     def __init__(self, account_id: int) -> None:
         self.account_id = account_id
@@ -94,3 +94,4 @@ class Account:
         self.margin_micros = 0                      # required initial margin, all series
         self.orders: dict[int, Order] = {}          # live orders by id, in arrival order
         self.exposures: dict[str, Exposure] = {}    # by series symbol, in first-trade order
+        self.cancel_all_at_ns = 0                   # dead man's switch deadline; 0: disarmed

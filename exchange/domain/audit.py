@@ -82,6 +82,16 @@ def audit_engine(engine: Engine) -> None:
     for symbol, net in positions.items():
         if net != 0:
             _fail(f"{symbol}: positions sum to {net}, not zero")
+    heads = [heap[0][0] for heap in (engine._expiries, engine._terminations, engine._dead_mans) if heap]
+    if heads and engine._next_deadline_ns > min(heads):
+        _fail(f"next deadline {engine._next_deadline_ns} is after a pending one at {min(heads)}")
+    dead_mans = set(engine._dead_mans)
+    for account_id, account in engine.accounts.items():
+        deadline = account.cancel_all_at_ns
+        if deadline and deadline <= engine.stamp.ts_ns:
+            _fail(f"account {account_id}: dead man's switch at {deadline} passed without firing")
+        if deadline and (deadline, account_id) not in dead_mans:
+            _fail(f"account {account_id}: dead man's switch at {deadline} is not scheduled")
     if engine.ledger.total() != 0:
         _fail(f"ledger sums to {engine.ledger.total()}, not zero")
     if set(engine.ledger.balances) - set(engine.accounts) - {-1, -2}:

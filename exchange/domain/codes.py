@@ -28,6 +28,7 @@ class RejectCode(StrEnum):
     INVALID_AMEND = "invalid_amend"                    # neither price nor quantity given
     INVALID_ORDER_REFERENCE = "invalid_order_reference"  # cancel needs exactly one of the two ids
     AMEND_NO_CHANGE = "amend_no_change"
+    INVALID_TIMEOUT = "invalid_timeout"                # cancel-all-after timeout not an integer in range
 
     # -- book / matching: depends on the state of the book ---------------------------------------
     POST_ONLY_WOULD_TAKE = "post_only_would_take"
@@ -66,6 +67,7 @@ class CancelReason(StrEnum):
     AMEND_REDUCED = "amend_reduced"        # quantity reduced by an amend
     TRADING_TERMINATED = "trading_terminated"
     ACCOUNT_DISABLED = "account_disabled"  # kill switch
+    DEAD_MANS_SWITCH = "dead_mans_switch"  # the account's cancel-all-after deadline passed
 
 
 SUBSYSTEM: MappingProxyType[RejectCode, str] = MappingProxyType(
@@ -76,7 +78,7 @@ SUBSYSTEM: MappingProxyType[RejectCode, str] = MappingProxyType(
             RejectCode.PRICE_NOT_ALLOWED, RejectCode.PRICE_OUTSIDE_BAND, RejectCode.INVALID_TIME_IN_FORCE,
             RejectCode.EXPIRE_TIME_REQUIRED, RejectCode.EXPIRE_TIME_NOT_ALLOWED,
             RejectCode.EXPIRE_TIME_IN_PAST, RejectCode.INVALID_CLIENT_ORDER_ID, RejectCode.INVALID_AMEND,
-            RejectCode.INVALID_ORDER_REFERENCE, RejectCode.AMEND_NO_CHANGE,
+            RejectCode.INVALID_ORDER_REFERENCE, RejectCode.AMEND_NO_CHANGE, RejectCode.INVALID_TIMEOUT,
         )},
         **{c: "book" for c in (RejectCode.POST_ONLY_WOULD_TAKE, RejectCode.ORDER_NOT_OPEN)},
         **{c: "series" for c in (

@@ -100,12 +100,24 @@ class MassCancel(NamedTuple):
     side: Side | None = None
 
 
+class CancelAllAfter(NamedTuple):
+    """Dead man's switch: cancel all of the account's open orders unless re-armed within `timeout_ms`.
+
+    Arming at time t sets the deadline to t + timeout_ms; arming again replaces it; 0 disarms. At the
+    deadline the core cancels every open order of the account (reason `dead_mans_switch`) and disarms,
+    without any other command needed (the service sends `AdvanceTime` when a deadline is due).
+    """
+
+    account_id: int
+    timeout_ms: int                         # 0..CANCEL_ALL_AFTER_MS_MAX; 0 disarms
+
+
 class AdvanceTime(NamedTuple):
-    """No-op carrying only the sequencer's time: lets GTD expiry and trading termination happen
-    when no other command arrives."""
+    """No-op carrying only the sequencer's time: lets GTD expiry, trading termination and dead man's
+    switches happen when no other command arrives."""
 
 
 Command = (
     CreateAccount | Deposit | Withdraw | SetAccountEnabled | ListSeries | HaltSeries | TerminateTrading
-    | PlaceOrder | CancelOrder | AmendOrder | MassCancel | AdvanceTime
+    | PlaceOrder | CancelOrder | AmendOrder | MassCancel | AdvanceTime | CancelAllAfter
 )

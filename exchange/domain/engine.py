@@ -22,6 +22,7 @@ from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     Command,
     CreateAccount,
@@ -37,7 +38,9 @@ from exchange.domain.commands import (
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
+    CancelAllAfterSet,
     CashMoved,
+    DeadMansSwitchFired,
     DuplicateOrder,
     Event,
     MassCancelDone,
@@ -73,6 +76,8 @@ _STPS = frozenset(int(m) for m in StpMode)
 CLIENT_ORDER_ID_LEN_MAX: Final = 64
 ACCOUNT_ID_MAX: Final = 2**53  # fits JSON numbers exactly
 CASH_MOVE_MICROS_MAX: Final = 10**15  # one billion USD in a single deposit or withdrawal
+CANCEL_ALL_AFTER_MS_MAX: Final = 86_400_000  # a dead man's switch is armed for at most 24 hours
+NS_PER_MS: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class Engine:
         self.client_orders: dict[tuple[int, str], tuple[PlaceOrder, int, tuple[Event, ...]]] = {}
         self._expiries: list[tuple[int, int]] = []        # (expire_ts_ns, order_id), lazy
         self._terminations: list[tuple[int, str]] = []    # (trading_end_ns, symbol)
+        self._dead_mans: list[tuple[int, int]] = []       # (cancel_all_at_ns, account_id), lazy
         self._next_deadline_ns = _NEVER
         self._handlers: dict[type, Callable[[Any, list[Any]], None]] = {
             CreateAccount: self._create_account,
@@ -139,6 +145,7 @@ class Engine:
             AmendOrder: self._amend,
             MassCancel: self._mass_cancel,
             AdvanceTime: self._advance_time,
+            CancelAllAfter: self._cancel_all_after,
         }
 
     # -- entry point -------------------------------------------------------------------------
@@ -176,6 +183,17 @@ class Engine:
 
     def _schedule(self, deadline_ns: int) -> None:
         self._next_deadline_ns = min(self._next_deadline_ns, deadline_ns)
+
+    @property
+    def next_deadline_ns(self) -> int:
+        """The earliest time (ns) at which a command, `AdvanceTime` if nothing else, has work to do
+        before its own: a GTD expiry, a trading termination or a dead man's switch. A large sentinel
+        (year 2116) when none is pending.
+
+        Deadlines are kept lazily, so this may be the time of an entry that has become moot (a GTD
+        order cancelled since, a switch re-armed or disarmed): a command at that time then does
+        nothing extra and the next deadline moves on. It is never later than a real deadline."""
+        return self._next_deadline_ns
 
     # -- accounts and cash -------------------------------------------------------------------
     def _create_account(self, cmd: CreateAccount, out: list[Any]) -> None:
@@ -225,6 +243,42 @@ class Engine:
         self.ledger.transfer(cmd.account_id, EXTERNAL, cmd.amount_micros)
         self._emit(out, CashMoved, "withdrawal", cmd.account_id, EXTERNAL, cmd.amount_micros,
                    self.ledger.balances[cmd.account_id])
+
+    def _cancel_all_after(self, cmd: CancelAllAfter, out: list[Any]) -> None:
+        """Arm (deadline = now + timeout), re-arm (replaces the deadline) or, with 0, disarm the
+        account's dead man's switch. Allowed on a disabled account too."""
+        account = self.accounts.get(cmd.account_id)
+        if account is None:
+            self._reject(out, cmd, cmd.account_id, RejectCode.UNKNOWN_ACCOUNT, f"no account {cmd.account_id}")
+            return
+        timeout_ms = cmd.timeout_ms
+        if type(timeout_ms) is not int or not 0 <= timeout_ms <= CANCEL_ALL_AFTER_MS_MAX:
+            self._reject(out, cmd, cmd.account_id, RejectCode.INVALID_TIMEOUT,
+                         f"timeout must be a whole number of milliseconds in 0..{CANCEL_ALL_AFTER_MS_MAX}")
+            return
+        if timeout_ms == 0:
+            account.cancel_all_at_ns = 0  # its heap entry, if any, is now stale and skipped
+        else:
+            deadline_ns = self.stamp.ts_ns + timeout_ms * NS_PER_MS
+            account.cancel_all_at_ns = deadline_ns
+            dead_mans = self._dead_mans
+            heapq.heappush(dead_mans, (deadline_ns, account.account_id))
+            self._schedule(deadline_ns)
+            if len(dead_mans) > 2 * len(self.accounts) + 64:
+                # Heartbeats re-arm often with long timeouts: drop the stale entries so the heap stays
+                # O(accounts). Depends on state only, so a replay compacts at the same command.
+                self._dead_mans = [(a.cancel_all_at_ns, a.account_id) for a in self.accounts.values()
+                                   if a.cancel_all_at_ns]
+                heapq.heapify(self._dead_mans)
+        self._emit(out, CancelAllAfterSet, account.account_id, account.cancel_all_at_ns)
+
+    def _fire_dead_mans_switch(self, account: Account, out: list[Any]) -> None:
+        """Cancel all the account's open orders, in order id order, and disarm its switch."""
+        victims = sorted(account.orders.values(), key=lambda o: o.order_id)
+        for order in victims:
+            self._cancel_resting(order, CancelReason.DEAD_MANS_SWITCH, out)
+        account.cancel_all_at_ns = 0
+        self._emit(out, DeadMansSwitchFired, account.account_id, len(victims))
 
     def _set_account_enabled(self, cmd: SetAccountEnabled, out: list[Any]) -> None:
         account = self.accounts.get(cmd.account_id)
@@ -289,28 +343,46 @@ class Engine:
         """Deadlines already ran in `apply`; nothing else to do."""
 
     def _run_deadlines(self, now_ns: int, out: list[Any]) -> None:
-        """Expire GTD orders and terminate series whose time has come, oldest deadline first."""
-        expiries, terminations = self._expiries, self._terminations
+        """Run every deadline at or before `now_ns`, oldest first: GTD expiries, trading terminations
+        and dead man's switches.
+
+        Ties at the same nanosecond: GTD expiries first, then trading terminations, then dead man's
+        switches (an order's own instruction, then the series', then the account-wide safety net);
+        within one kind by order id, symbol or account id (the heaps' tuple order). Entries made moot
+        since they were pushed (a cancelled GTD order, a re-armed or disarmed switch) are skipped.
+        """
+        expiries, terminations, dead_mans = self._expiries, self._terminations, self._dead_mans
         while True:
-            next_expiry = expiries[0] if expiries else (_NEVER, 0)
-            next_termination = terminations[0] if terminations else (_NEVER, "")
-            if next_expiry[0] <= next_termination[0] and next_expiry[0] <= now_ns:
-                heapq.heappop(expiries)
-                order = self.orders.get(next_expiry[1])
-                if order is not None and order.expire_ts_ns == next_expiry[0]:
+            due_ns, kind = now_ns + 1, -1  # strict < below: on a tie the earlier kind wins
+            if expiries and expiries[0][0] < due_ns:
+                due_ns, kind = expiries[0][0], 0
+            if terminations and terminations[0][0] < due_ns:
+                due_ns, kind = terminations[0][0], 1
+            if dead_mans and dead_mans[0][0] < due_ns:
+                due_ns, kind = dead_mans[0][0], 2
+            if kind == 0:
+                _, order_id = heapq.heappop(expiries)
+                order = self.orders.get(order_id)
+                if order is not None and order.expire_ts_ns == due_ns:
                     account = self.accounts[order.account_id]
                     series = self.series[order.symbol]
                     series.book.expire(order, out)
                     self._after_book(account, series, out, len(out) - 1)
-            elif next_termination[0] <= now_ns:
-                heapq.heappop(terminations)
-                series = self.series[next_termination[1]]
+            elif kind == 1:
+                _, symbol = heapq.heappop(terminations)
+                series = self.series[symbol]
                 if not series.terminated:
                     self._terminate(series, out)
+            elif kind == 2:
+                _, account_id = heapq.heappop(dead_mans)
+                account = self.accounts[account_id]
+                if account.cancel_all_at_ns == due_ns:
+                    self._fire_dead_mans_switch(account, out)
             else:
                 break
         self._next_deadline_ns = min(expiries[0][0] if expiries else _NEVER,
-                                     terminations[0][0] if terminations else _NEVER)
+                                     terminations[0][0] if terminations else _NEVER,
+                                     dead_mans[0][0] if dead_mans else _NEVER)
 
     # -- orders ------------------------------------------------------------------------------
     def _place(self, cmd: PlaceOrder, out: list[Any]) -> None:

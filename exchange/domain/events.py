@@ -170,7 +170,27 @@ class TradingTerminated(NamedTuple):
     symbol: str
 
 
+class CancelAllAfterSet(NamedTuple):
+    """An account's dead man's switch was armed (until `deadline_ns`) or disarmed (`deadline_ns` 0)."""
+
+    seq: int
+    ts_ns: int
+    account_id: int
+    deadline_ns: int
+
+
+class DeadMansSwitchFired(NamedTuple):
+    """The account's cancel-all-after deadline passed: its open orders were cancelled (as the
+    `OrderCancelled` events before this one, reason `dead_mans_switch`) and the switch disarmed."""
+
+    seq: int
+    ts_ns: int
+    account_id: int
+    cancelled: int               # orders cancelled
+
+
 Event = (
     Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired
     | AccountCreated | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
+    | CancelAllAfterSet | DeadMansSwitchFired
 )

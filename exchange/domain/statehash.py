@@ -58,7 +58,7 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
             for symbol, s in sorted(engine.series.items())
         ],
         "accounts": [
-            (account_id, a.enabled, a.margin_micros, sorted(a.orders),
+            (account_id, a.enabled, a.margin_micros, a.cancel_all_at_ns, sorted(a.orders),
              [(symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros,
                e.entry_cost_ticks) for symbol, e in sorted(a.exposures.items())])
             for account_id, a in sorted(engine.accounts.items())
@@ -69,6 +69,9 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
                                 for key, (cmd, order_id, events) in engine.client_orders.items()),
         "expiries": sorted((ts, oid) for ts, oid in engine._expiries if oid in engine.orders),
         "terminations": sorted(engine._terminations),
+        # the live entries only (stale ones are skipped when popped), once each
+        "dead_mans": sorted({(ts, account_id) for ts, account_id in engine._dead_mans
+                             if engine.accounts[account_id].cancel_all_at_ns == ts}),
         "next_deadline_ns": engine._next_deadline_ns,
     }
     if include_counters:

@@ -20,6 +20,7 @@ from typing import Any
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     Command,
     CreateAccount,
@@ -111,12 +112,14 @@ _SCHEMA: dict[type, tuple[Callable[[Any], Any], ...]] = {
     AmendOrder: (_INT, _optional(_int), _optional(_int), _optional(_int), _optional(_str)),
     MassCancel: (_INT, _optional(_str), _optional(_enum(Side))),
     AdvanceTime: (),
+    CancelAllAfter: (_INT, _INT),
 }
 
 # Stable tags: append new command types at the end, never reuse or renumber.
 TAGS: MappingProxyType[type, int] = MappingProxyType({
     CreateAccount: 1, Deposit: 2, Withdraw: 3, SetAccountEnabled: 4, ListSeries: 5, HaltSeries: 6,
     TerminateTrading: 7, PlaceOrder: 8, CancelOrder: 9, AmendOrder: 10, MassCancel: 11, AdvanceTime: 12,
+    CancelAllAfter: 13,
 })
 _BY_TAG: dict[int, type] = {tag: kind for kind, tag in TAGS.items()}
 assert set(TAGS) == set(_SCHEMA), "every command type needs a tag and a schema"

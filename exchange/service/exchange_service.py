@@ -18,10 +18,17 @@ the process forks and the child writes the snapshot from its copy-on-write image
 keeps matching: the pause is the fork itself (milliseconds), not the serialisation (about a second
 per 100,000 resting orders). `snapshot_mode="inline"` writes in-process instead (tests, platforms
 without fork).
+
+Deadlines without traffic: GTD expiries, trading terminations and dead man's switches happen inside
+the core at the first command at or after their time. While the service runs, a deadline task checks
+every `deadline_poll_ms` whether `engine.next_deadline_ns` has come (by the service's clock) and, only
+then, submits an `AdvanceTime`: an idle exchange with nothing due journals nothing, and a deadline
+passed while the process was down fires within one poll of the restart (the recovered core has it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -31,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol
 
-from exchange.domain.commands import Command
+from exchange.domain.commands import AdvanceTime, Command
 from exchange.domain.engine import Engine, EngineLimits
 from exchange.domain.events import Event
 from exchange.domain.statehash import state_hash
 from exchange.journal.journal import Journal, read_entries
 from exchange.service.recovery import recover
-from exchange.service.sequencer import Sequenced, Sequencer
+from exchange.service.sequencer import Sequenced, Sequencer, SequencerBusy, SequencerStopped, State
 from exchange.service.snapshot import latest_valid_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ class ServiceConfig:
     audit_every_commands: int = 0
     batch_max: int = 1024
     queue_max: int = 65_536
+    deadline_poll_ms: int = 50                  # 0: no deadline task (time moves only with commands)
 
     @property
     def journal_dir(self) -> Path:
@@ -99,6 +107,7 @@ class ExchangeService:
         self._lock: IO[bytes] | None = None
         self._since_snapshot = 0
         self._children: list[int] = []
+        self._deadline_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -135,17 +144,23 @@ class ExchangeService:
         self.sequencer = Sequencer(self.engine, self.journal, self.clock_ns, self.config.batch_max,
                                    self.config.queue_max, on_events=self._after_commit)
         await self.sequencer.start()
+        if self.config.deadline_poll_ms > 0:
+            self._deadline_task = asyncio.create_task(self._run_deadlines(), name="deadlines")
 
     async def submit(self, command: Command) -> list[Event]:
         assert self.sequencer is not None, "start() the service first"
         return await self.sequencer.submit(command)
 
     async def stop(self) -> None:
+        await self._stop_deadlines()
         if self.sequencer is not None:
             await self.sequencer.stop()
         self.close()
 
     def close(self) -> None:
+        if self._deadline_task is not None:  # stop() awaits it; close() alone can only cancel it
+            self._deadline_task.cancel()
+            self._deadline_task = None
         self._reap_children(block=True)
         if self.journal is not None:
             self.journal.close()
@@ -154,6 +169,39 @@ class ExchangeService:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    # -- deadlines ---------------------------------------------------------------------------
+    async def _run_deadlines(self) -> None:
+        """Every `deadline_poll_ms`: if a deadline of the core is due, submit `AdvanceTime` (and wait
+        for it, so at most one is in flight). Never submits otherwise. A busy queue is skipped (the
+        commands queued will run the deadline anyway); a stopped or failed sequencer ends the task."""
+        sequencer, engine, clock_ns = self.sequencer, self.engine, self.clock_ns
+        assert sequencer is not None and engine is not None
+        interval_s = self.config.deadline_poll_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            if sequencer.state is not State.RUNNING:
+                return
+            if engine.next_deadline_ns > clock_ns():
+                continue
+            try:
+                await sequencer.submit(AdvanceTime())
+            except SequencerBusy:
+                continue
+            except SequencerStopped:  # stopping, stopped or failed (SequencerFailed): nothing left to do
+                return
+            except Exception:  # the core raised: the sequencer has failed and logged it
+                log.exception("the deadline task's AdvanceTime failed")
+                return
+
+    async def _stop_deadlines(self) -> None:
+        task, self._deadline_task = self._deadline_task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])  # never raises the task's outcome; our own cancellation propagates
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the deadline task failed: %r", task.exception())
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_now(self) -> Path:

@@ -22,9 +22,14 @@ types (an order's `side` may be `Side.BUY` or a plain 0, and the events it later
 `repr`ed by the state hash), the priority order of each side of each book as order ids (tombstones
 are dropped: the matching loop skips them, so they never change an event), the insertion order of
 `Engine.orders` and of each account's orders (mass cancel and the kill switch walk them), every
-exposure and ledger balance in dict order, the client-order-id table with its commands and original
-events, the expiry and termination heaps as stored lists (so the heaps are identical, stale expiry
-entries included), the next deadline, the counters and the limits.
+exposure and ledger balance in dict order, each account's dead man's switch deadline, the client-order-id
+table with its commands and original events, the expiry, termination and dead man's switch heaps as
+stored lists (so the heaps are identical, stale entries included), the next deadline, the counters and
+the limits.
+
+Format versions: 2 added the dead man's switch (a deadline per account row, the "dead_mans" heap).
+A version 1 file is refused as an unknown version (its state hash could not match anyway: the hash
+now covers the switch), so recovery falls back to an older valid snapshot or the whole journal.
 
 Events and the commands of the client-order-id table use a small exact value codec (`encode_value`):
 a stable tag per event class, for PlaceOrder, per enum and for tuples, so a decoded value compares
@@ -62,7 +67,9 @@ from exchange.domain.engine import Engine, EngineLimits, Series
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
+    CancelAllAfterSet,
     CashMoved,
+    DeadMansSwitchFired,
     DuplicateOrder,
     Event,
     MassCancelDone,
@@ -86,7 +93,7 @@ from exchange.journal.codec import decode_command, encode_command
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"CXSNAP01"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 SUFFIX: Final = ".snapshot"
 _PREFIX: Final = struct.Struct("<8sI")                 # magic, version: readable in every version
 HEADER: Final = struct.Struct("<8sIQ32sQ32s")          # magic, version, journal seq, state hash, body len, sha256
@@ -112,7 +119,7 @@ _SPEC: Final = 1
 _RECORD_TAGS: Final[Mapping[type, int]] = MappingProxyType({
     Rejected: 10, DuplicateOrder: 11, OrderAccepted: 12, Trade: 13, OrderCancelled: 14, OrderAmended: 15,
     OrderExpired: 16, MassCancelDone: 17, AccountCreated: 18, AccountStatusChanged: 19, CashMoved: 20,
-    SeriesListed: 21, SeriesHaltChanged: 22, TradingTerminated: 23,
+    SeriesListed: 21, SeriesHaltChanged: 22, TradingTerminated: 23, CancelAllAfterSet: 24, DeadMansSwitchFired: 25,
     PlaceOrder: 40,  # the commands of the client-order-id table
 })
 _ENUM_TAGS: Final[Mapping[type[Enum], int]] = MappingProxyType({
@@ -244,11 +251,11 @@ def _body(engine: Engine) -> dict[str, Any]:
         ],
         "orders": [_order_row(o) for o in engine.orders.values()],  # Engine.orders' insertion order
         # [id, enabled, margin, order ids in insertion order, [[symbol, position, open buys, open sells,
-        #  margin, entry cost], ...] in insertion order]
+        #  margin, entry cost], ...] in insertion order, dead man's switch deadline (0: disarmed)]
         "accounts": [
             [a.account_id, a.enabled, a.margin_micros, list(a.orders),
              [[symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros, e.entry_cost_ticks]
-              for symbol, e in a.exposures.items()]]
+              for symbol, e in a.exposures.items()], a.cancel_all_at_ns]
             for a in engine.accounts.values()
         ],
         "ledger": [[account, balance] for account, balance in engine.ledger.balances.items()],
@@ -260,6 +267,7 @@ def _body(engine: Engine) -> dict[str, Any]:
         ],
         "expiries": [[ts, order_id] for ts, order_id in engine._expiries],          # heap list as is
         "terminations": [[ts, symbol] for ts, symbol in engine._terminations],    # heap list as is
+        "dead_mans": [[ts, account_id] for ts, account_id in engine._dead_mans],  # heap list as is
     }
 
 
@@ -308,10 +316,11 @@ def _engine(body: Any) -> Engine:
         ledger.balances[account_id] = balance
     ledger.postings = body["ledger_postings"]
 
-    for account_id, enabled, margin, order_ids, exposures in body["accounts"]:
+    for account_id, enabled, margin, order_ids, exposures, cancel_all_at_ns in body["accounts"]:
         account = Account(account_id)
         account.enabled = enabled
         account.margin_micros = margin
+        account.cancel_all_at_ns = cancel_all_at_ns
         for order_id in order_ids:
             order = orders[order_id]
             if order.account_id != account_id:
@@ -335,6 +344,7 @@ def _engine(body: Any) -> Engine:
 
     engine._expiries = [(ts, order_id) for ts, order_id in body["expiries"]]
     engine._terminations = [(ts, symbol) for ts, symbol in body["terminations"]]
+    engine._dead_mans = [(ts, account_id) for ts, account_id in body["dead_mans"]]
     return engine
 
 

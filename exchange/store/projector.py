@@ -27,6 +27,7 @@ Event -> rows:
 | OrderExpired | orders: remaining 0, expired lots counted as cancelled, status expired |
 | OrderAmended | orders: price, remaining, quantity (cancelled = quantity - filled - remaining) |
 | Rejected, DuplicateOrder, MassCancelDone | nothing |
+| CancelAllAfterSet, DeadMansSwitchFired | nothing (the switch's cancellations come as OrderCancelled) |
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from exchange.domain.account import fill_position
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
+    CancelAllAfterSet,
     CashMoved,
+    DeadMansSwitchFired,
     DuplicateOrder,
     MassCancelDone,
     OrderAccepted,
@@ -108,6 +111,7 @@ class Projection:
             SeriesListed: self._series_listed, SeriesHaltChanged: self._series_halt,
             TradingTerminated: self._trading_terminated,
             Rejected: self._nothing, DuplicateOrder: self._nothing, MassCancelDone: self._nothing,
+            CancelAllAfterSet: self._nothing, DeadMansSwitchFired: self._nothing,
         }
 
     # -- 1. load -----------------------------------------------------------------------------
@@ -181,7 +185,7 @@ class Projection:
 
     @staticmethod
     def _nothing(_: object) -> None:
-        """Rejected, DuplicateOrder, MassCancelDone: nothing to store."""
+        """Rejected, DuplicateOrder, MassCancelDone, CancelAllAfterSet, DeadMansSwitchFired: nothing to store."""
 
     def _order(self, order_id: int) -> Row:
         row = self.orders.get(order_id)

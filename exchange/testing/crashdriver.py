@@ -76,7 +76,9 @@ async def drive_service(data_dir: Path, seed: int, count: int, window: int, snap
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{data_dir / 'exchange.db'}")
     store.migrate()
-    config = ServiceConfig(data_dir, snapshot_every_commands=snapshot_every, snapshot_mode="fork")
+    # No deadline task: it would read the replaying clock and add AdvanceTime records to the stream.
+    config = ServiceConfig(data_dir, snapshot_every_commands=snapshot_every, snapshot_mode="fork",
+                           deadline_poll_ms=0)
     service = ExchangeService(config, store, clock_ns=replaying_clock(ts for _, ts in stream))
     report = service.open()
     if report.journal_seq:

@@ -1,5 +1,6 @@
 """A seeded random command stream over a few accounts and series: every command type, every order
-type and STP mode, retries with client order ids, amends, cancels, cash moves, halts and time.
+type and STP mode, retries with client order ids, amends, cancels, cash moves, halts, time and dead
+man's switches (armed with timeouts short enough to fire within the stream, re-armed, disarmed).
 
 Used by the determinism test (same stream in two processes), by benchmarks and, later, by crash tests.
 `random.Random(seed)` is fine here: this is a test driver, not the core.
@@ -12,6 +13,7 @@ import random
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     Command,
     CreateAccount,
@@ -29,6 +31,9 @@ from exchange.domain.units import NS_PER_SECOND
 from exchange.testing.specs import T0_NS, make_spec
 
 ACCOUNTS = (1, 2, 3, 4, 5)
+# Dead man's switch timeouts (ms): mostly short enough to fire within the stream (its clock moves by
+# 0, 1 ns, 1 us or 1 s per command), 0 to disarm, and rarely out of range (rejected).
+TIMEOUTS_MS = (0, 1, 2, 5, 500, 1_000, 2_000, 3_000, 10_000, 60_000)
 
 
 def default_specs() -> list[SeriesSpec]:
@@ -79,6 +84,9 @@ def random_commands(seed: int, n: int, specs: list[SeriesSpec] | None = None,
                 expire_ts_ns=ts + rng.randint(1, 5) * NS_PER_SECOND if tif == TimeInForce.GTD else None,
             ), ts))
             order_ids += 1
+        elif r < 0.58:
+            timeout = rng.choice(TIMEOUTS_MS) if rng.random() < 0.97 else rng.choice((-1, 86_400_001))
+            out.append((CancelAllAfter(account if rng.random() < 0.98 else 99, timeout), ts))
         elif r < 0.75:
             out.append((CancelOrder(account, rng.randint(max(1, order_ids - 15), order_ids + 1)), ts))
         elif r < 0.87:

@@ -16,6 +16,7 @@ from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     CreateAccount,
     Deposit,
@@ -30,7 +31,9 @@ from exchange.domain.commands import (
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
+    CancelAllAfterSet,
     CashMoved,
+    DeadMansSwitchFired,
     DuplicateOrder,
     MassCancelDone,
     OrderAccepted,
@@ -54,6 +57,7 @@ EXTERNAL, FEES = -1, -2
 MAX_OPEN_ORDERS = 1_000
 MAX_ID = 2**53
 MAX_CASH = 10**15
+MAX_TIMEOUT_MS = 86_400_000
 
 
 @dataclass
@@ -110,6 +114,7 @@ class ReferenceEngine:
         self.now = 0
         self.series: dict[str, RefSeries] = {}
         self.enabled: dict[int, bool] = {}
+        self.cancel_all_at: dict[int, int] = {}  # account -> dead man's switch deadline (ns), 0 when disarmed
         self.cash: dict[int, int] = {EXTERNAL: 0, FEES: 0}
         self.positions: dict[tuple[int, str], RefPosition] = {}
         self.next_id = 1
@@ -158,6 +163,7 @@ class ReferenceEngine:
         return self.out
 
     def deadlines(self) -> None:
+        """Everything due, by time; on a tie GTD expiries, then terminations, then dead man's switches."""
         due: list[tuple[int, int, Any]] = []
         for order in self.live_orders():
             if order.tif == GTD and order.expire is not None and order.expire <= self.now:
@@ -165,8 +171,17 @@ class ReferenceEngine:
         for symbol, series in self.series.items():
             if not series.terminated and series.spec.trading_end_ns <= self.now:
                 due.append((series.spec.trading_end_ns, 1, symbol))
+        for account, deadline in self.cancel_all_at.items():
+            if deadline and deadline <= self.now:
+                due.append((deadline, 2, account))
         for _, kind, key in sorted(due):
-            if kind == 0:
+            if kind == 2:
+                victims = [o for o in self.live_orders() if o.account_id == key]
+                for order in victims:
+                    self.remove(order, CancelReason.DEAD_MANS_SWITCH)
+                self.cancel_all_at[key] = 0
+                self.emit(DeadMansSwitchFired, key, len(victims))
+            elif kind == 0:
                 expiring = self.find(key)
                 if expiring is not None:
                     order = expiring
@@ -233,6 +248,14 @@ class ReferenceEngine:
                 self.remove(order, CancelReason.ACCOUNT_DISABLED)
         self.enabled[c.account_id] = bool(c.enabled)
         self.emit(AccountStatusChanged, c.account_id, bool(c.enabled))
+
+    def do_CancelAllAfter(self, c: CancelAllAfter) -> None:
+        if c.account_id not in self.enabled:
+            return self.reject(c, c.account_id, RejectCode.UNKNOWN_ACCOUNT)
+        if type(c.timeout_ms) is not int or not 0 <= c.timeout_ms <= MAX_TIMEOUT_MS:
+            return self.reject(c, c.account_id, RejectCode.INVALID_TIMEOUT)
+        self.cancel_all_at[c.account_id] = self.now + c.timeout_ms * 1_000_000 if c.timeout_ms else 0
+        self.emit(CancelAllAfterSet, c.account_id, self.cancel_all_at[c.account_id])
 
     # -- series --------------------------------------------------------------------------------
     def do_ListSeries(self, c: ListSeries) -> None:

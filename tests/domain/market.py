@@ -71,6 +71,10 @@ def summary(events: list[Any]) -> list[str]:
                          f"{'kept' if e.priority_kept else 'lost'} priority")
         elif kind == "OrderExpired":
             lines.append(f"expired #{e.order_id} {e.expired_lots}")
+        elif kind == "CancelAllAfterSet":
+            lines.append(f"switch @{e.account_id} " + (f"armed {e.deadline_ns}" if e.deadline_ns else "disarmed"))
+        elif kind == "DeadMansSwitchFired":
+            lines.append(f"switch @{e.account_id} fired {e.cancelled}")
         else:
             lines.append(kind)
     return lines

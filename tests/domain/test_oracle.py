@@ -16,6 +16,7 @@ from exchange.domain.book import BUY, SELL
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     CreateAccount,
     Deposit,
@@ -178,6 +179,24 @@ class EngineVersusReference(RuleBasedStateMachine):
     def cash(self, account: int, amount: int, out: bool) -> None:
         self.run(Withdraw(account, amount) if out else Deposit(account, amount))
 
+    @rule(account=st.sampled_from([*ACCOUNTS, 99]),
+          timeout_ms=st.sampled_from([0, 1, 500, 1_000, 1_000, 5_000, 20_000, -1, 86_400_000, 86_400_001]))
+    def cancel_all_after(self, account: int, timeout_ms: int) -> None:
+        """Arm, re-arm or disarm a dead man's switch; 1 s and 5 s tie with GTD expiries set at the same time."""
+        self.run(CancelAllAfter(account, timeout_ms))
+
+    @rule(account=st.sampled_from(ACCOUNTS), other=st.sampled_from(ACCOUNTS), symbol=st.sampled_from(SYMBOLS),
+          side=st.sampled_from(Side), seconds=st.sampled_from([1, 5]))
+    def gtd_and_switch_at_the_same_instant(self, account: int, other: int, symbol: str, side: Side,
+                                           seconds: int) -> None:
+        """A resting GTD order and dead man's switches all due at the same nanosecond: the tie order."""
+        ref_price = 480 if symbol == SYMBOLS[0] else 1000
+        price = ref_price - 4 if side == Side.BUY else ref_price + 4
+        self.run(PlaceOrder(account, symbol, side, 1, price, OrderType.LIMIT, TimeInForce.GTD,
+                            expire_ts_ns=self.now + seconds * NS_PER_SECOND))
+        self.run(CancelAllAfter(other, seconds * 1_000))
+        self.run(CancelAllAfter(account, seconds * 1_000))
+
     @rule(seconds=st.sampled_from([0, 1, 5, 20, 200]))
     def advance(self, seconds: int) -> None:
         self.now += seconds * NS_PER_SECOND
@@ -205,6 +224,7 @@ class EngineVersusReference(RuleBasedStateMachine):
                 assert fast == self.ref.book(symbol, side), f"{symbol} side {side}"
         for account_id, account in self.fast.accounts.items():
             assert self.fast.cash_micros(account_id) == self.ref.cash[account_id]
+            assert account.cancel_all_at_ns == self.ref.cancel_all_at.get(account_id, 0)
             assert account.margin_micros == self.ref.margin(account_id)
             for symbol, exposure in account.exposures.items():
                 position = self.ref.position(account_id, symbol)

@@ -13,19 +13,22 @@ from typing import Any
 
 import pytest
 
+from exchange.domain.codes import CancelReason
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     Deposit,
     HaltSeries,
     MassCancel,
     PlaceOrder,
+    SetAccountEnabled,
     Withdraw,
 )
-from exchange.domain.engine import EngineLimits
+from exchange.domain.engine import CANCEL_ALL_AFTER_MS_MAX, Engine, EngineLimits
 from exchange.domain.errors import InvariantViolation
-from exchange.domain.events import DuplicateOrder, Rejected
+from exchange.domain.events import CancelAllAfterSet, DeadMansSwitchFired, DuplicateOrder, OrderCancelled, Rejected
 from exchange.domain.ledger import EXTERNAL, FEES
 from exchange.domain.order import Side
 from exchange.domain.statehash import state_dump
@@ -319,6 +322,127 @@ def test_trading_terminates_at_its_time_and_cancels_resting_orders() -> None:
     assert summary(events) == ["cancelled #1 2 trading_terminated", "cancelled #2 1 trading_terminated",
                                "TradingTerminated", "rejected trading_terminated"]
     market.engine.audit()
+
+
+# -- dead man's switch (cancel-all-after) ------------------------------------------------------------
+
+MS = 1_000_000  # ns
+
+
+def test_dead_mans_switch_fires_at_its_deadline_without_traffic_and_cancels_only_that_account() -> None:
+    market = Market()
+    market.buy(1, 2, 470)
+    market.sell(1, 3, 490)
+    market.buy(2, 1, 469)
+    market.sell(1, 1, 491, tif="gtd", expire_ns=market.now + 60 * NS_PER_SECOND)
+    armed_at = market.now
+    deadline = armed_at + 5_000 * MS
+    events = market.do(CancelAllAfter(1, 5_000))
+    assert events == [CancelAllAfterSet(events[0].seq, armed_at, 1, deadline)]
+    assert market.engine.accounts[1].cancel_all_at_ns == deadline
+    assert market.engine.next_deadline_ns == deadline
+    assert summary(market.do(AdvanceTime(), at_ns=deadline - 1)) == []
+    fired = market.do(AdvanceTime(), at_ns=deadline)
+    assert summary(fired) == ["cancelled #1 2 dead_mans_switch", "cancelled #2 3 dead_mans_switch",
+                              "cancelled #4 1 dead_mans_switch", "switch @1 fired 3"]
+    assert all(e.reason is CancelReason.DEAD_MANS_SWITCH for e in fired if isinstance(e, OrderCancelled))
+    assert fired[-1] == DeadMansSwitchFired(fired[-1].seq, deadline, 1, 3)
+    assert market.book() == ([(3, 469, 1)], [])  # account 2's order is untouched
+    account = market.engine.accounts[1]
+    assert (account.cancel_all_at_ns, account.margin_micros, account.orders) == (0, 0, {})
+    assert account.enabled  # unlike the kill switch, the account can trade again at once
+    assert summary(market.buy(1, 1, 470)) == ["accepted #5"]
+    assert summary(market.do(AdvanceTime(), at_ns=deadline + 10 * NS_PER_SECOND)) == []  # fires once
+    market.engine.audit()
+
+
+def test_dead_mans_switch_fires_before_the_command_that_finds_it_due() -> None:
+    market = Market()
+    market.buy(1, 2, 470)
+    market.do(CancelAllAfter(1, 1))
+    market.now += MS
+    events = market.sell(2, 2, 470)  # would have traded with #1
+    assert summary(events) == ["cancelled #1 2 dead_mans_switch", "switch @1 fired 1", "accepted #2"]
+    assert market.book() == ([], [(2, 470, 2)])
+
+
+def test_rearming_replaces_the_deadline_and_zero_disarms() -> None:
+    market = Market()
+    market.buy(1, 2, 470)
+    t0 = market.now
+    assert summary(market.do(CancelAllAfter(1, 1_000))) == [f"switch @1 armed {t0 + 1_000 * MS}"]
+    # A heartbeat: re-armed before the first deadline, so only the second one counts.
+    assert summary(market.do(CancelAllAfter(1, 1_000), at_ns=t0 + 900 * MS)) == [f"switch @1 armed {t0 + 1_900 * MS}"]
+    assert summary(market.do(AdvanceTime(), at_ns=t0 + 1_000 * MS)) == []  # the stale entry is skipped
+    assert market.engine.accounts[1].cancel_all_at_ns == t0 + 1_900 * MS
+    # Re-arming with a shorter timeout brings the deadline forward.
+    assert summary(market.do(CancelAllAfter(1, 100), at_ns=t0 + 1_500 * MS)) == [f"switch @1 armed {t0 + 1_600 * MS}"]
+    assert summary(market.do(CancelAllAfter(1, 0), at_ns=t0 + 1_550 * MS)) == ["switch @1 disarmed"]
+    assert market.engine.accounts[1].cancel_all_at_ns == 0
+    assert summary(market.do(AdvanceTime(), at_ns=t0 + 10 * NS_PER_SECOND)) == []
+    assert market.book() == ([(1, 470, 2)], [])
+    assert market.engine.next_deadline_ns > TRADING_END_NS - 1  # only the series' termination is left
+    market.engine.audit()
+
+
+def test_the_switch_fires_with_no_orders_and_on_a_disabled_account() -> None:
+    market = Market()
+    market.buy(1, 2, 470)
+    market.do(SetAccountEnabled(1, False))
+    assert summary(market.do(CancelAllAfter(1, 10))) == [f"switch @1 armed {market.now + 10 * MS}"]
+    assert summary(market.do(AdvanceTime(), at_ns=market.now + 10 * MS)) == ["switch @1 fired 0"]
+    assert not market.engine.accounts[1].enabled
+
+
+def test_deadlines_at_the_same_instant_run_expiry_then_termination_then_dead_mans_switch() -> None:
+    market = Market()
+    t = TRADING_END_NS - 1_000 * MS
+    market.now = t
+    market.buy(1, 1, 470, tif="gtd", expire_ns=TRADING_END_NS)
+    market.buy(1, 2, 471)
+    market.do(CancelAllAfter(2, 1_000))
+    market.do(CancelAllAfter(1, 1_000))
+    assert market.engine.next_deadline_ns == TRADING_END_NS
+    assert summary(market.do(AdvanceTime(), at_ns=TRADING_END_NS)) == [
+        "expired #1 1", "cancelled #2 2 trading_terminated", "TradingTerminated",
+        "switch @1 fired 0", "switch @2 fired 0"]  # switches in account id order
+
+
+_NOT_INTS = pytest.mark.skipif(hasattr(Engine, "__mypyc_attrs__"),
+                               reason="the mypyc-compiled core refuses (or converts) them by the field's annotation")
+
+
+@pytest.mark.parametrize("timeout", [-1, CANCEL_ALL_AFTER_MS_MAX + 1, *(
+    pytest.param(bad, marks=_NOT_INTS) for bad in ("5", 1.5, True, None))])
+def test_cancel_all_after_rejects_a_bad_timeout_and_changes_nothing(timeout: Any) -> None:
+    market = Market()
+    market.do(CancelAllAfter(1, 1_000))
+    before = state_dump(market.engine, include_counters=False)
+    assert summary(market.do(CancelAllAfter(1, timeout))) == ["rejected invalid_timeout"]
+    assert summary(market.do(CancelAllAfter(99, 1_000))) == ["rejected unknown_account"]
+    assert summary(market.do(CancelAllAfter(99, -1))) == ["rejected unknown_account"]  # account first
+    assert state_dump(market.engine, include_counters=False) == before
+
+
+def test_the_longest_timeout_is_accepted() -> None:
+    market = Market()
+    events = market.do(CancelAllAfter(1, CANCEL_ALL_AFTER_MS_MAX))
+    assert summary(events) == [f"switch @1 armed {market.now + 24 * 3_600 * NS_PER_SECOND}"]
+
+
+def test_heartbeats_do_not_grow_the_deadline_heap_without_bound() -> None:
+    market = Market()
+    market.buy(1, 1, 470)
+    for i in range(1_000):
+        market.do(CancelAllAfter(1 + i % 4, 60_000), at_ns=market.now + MS)
+    assert len(market.engine._dead_mans) <= 2 * len(market.engine.accounts) + 65
+    last = market.now
+    assert [a.cancel_all_at_ns for a in market.engine.accounts.values()] == [
+        last - (3 - i) * MS + 60_000 * MS for i in range(4)]
+    market.engine.audit()
+    assert summary(market.do(AdvanceTime(), at_ns=last + 60_000 * MS)) == [
+        "cancelled #1 1 dead_mans_switch", "switch @1 fired 1", "switch @2 fired 0", "switch @3 fired 0",
+        "switch @4 fired 0"]
 
 
 def test_every_event_has_the_next_sequence_number_and_the_command_time() -> None:

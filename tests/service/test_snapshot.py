@@ -14,6 +14,7 @@ from exchange.domain.book import Level, OrderBook
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
     AdvanceTime,
+    CancelAllAfter,
     CancelOrder,
     Command,
     CreateAccount,
@@ -25,6 +26,8 @@ from exchange.domain.commands import (
 )
 from exchange.domain.engine import Engine, EngineLimits, Series
 from exchange.domain.events import (
+    CancelAllAfterSet,
+    DeadMansSwitchFired,
     DuplicateOrder,
     Event,
     OrderCancelled,
@@ -173,6 +176,65 @@ def test_deadlines_scheduled_before_the_snapshot_fire_after_restore() -> None:
     assert restored._next_deadline_ns == reference._next_deadline_ns
 
 
+def test_armed_dead_mans_switches_survive_a_snapshot_and_fire_on_time() -> None:
+    t = T0_NS
+    ms = 1_000_000
+    before: Stream = [
+        (ListSeries(make_spec()), t),
+        *((c, t) for a in (1, 2, 3) for c in (CreateAccount(a), Deposit(a, 10**11))),
+        (PlaceOrder(1, "H100-M40-261203", Side.BUY, 2, 470), t),
+        (PlaceOrder(1, "H100-M40-261203", Side.SELL, 1, 490), t),
+        (PlaceOrder(2, "H100-M40-261203", Side.BUY, 3, 469), t),
+        (CancelAllAfter(1, 5_000), t),
+        (CancelAllAfter(1, 3_000), t + 1 * ms),       # re-armed: the 5 s entry is stale
+        (CancelAllAfter(2, 2_000), t + 2 * ms),
+        (CancelAllAfter(2, 0), t + 3 * ms),           # disarmed: its entry is stale too
+        (CancelAllAfter(3, 60_000), t + 4 * ms),      # armed, no orders
+    ]
+    after: Stream = [
+        (AdvanceTime(), t + 3_001 * ms - 1),          # one ns early: nothing
+        (AdvanceTime(), t + 3_001 * ms),              # account 1 fires
+        (AdvanceTime(), t + 10_000 * ms),             # stale entries: nothing
+        (CancelAllAfter(3, 1), t + 10_000 * ms),      # re-armed after the restore
+        (AdvanceTime(), t + 10_001 * ms),
+    ]
+    reference = Engine()
+    _run(reference, before)
+    expected = _run(reference, after)
+
+    engine = Engine()
+    _run(engine, before)
+    assert [(a.account_id, a.cancel_all_at_ns) for a in engine.accounts.values()] == [
+        (1, t + 3_001 * ms), (2, 0), (3, t + 60_004 * ms)]
+    assert len(engine._dead_mans) == 4 and engine.next_deadline_ns == t + 2_002 * ms  # lazy: stale head
+    restored = _roundtrip(engine, 10)
+    assert restored._dead_mans == engine._dead_mans
+    assert [a.cancel_all_at_ns for a in restored.accounts.values()] == [
+        a.cancel_all_at_ns for a in engine.accounts.values()]
+    assert restored.next_deadline_ns == engine.next_deadline_ns
+    restored.audit()
+    events = _run(restored, after)
+    assert repr(events) == repr(expected)
+    assert state_hash(restored) == state_hash(reference)
+    early, fired, stale, rearmed, fired_again = events
+    assert early == [] and stale == []
+    assert [type(e) for e in fired] == [OrderCancelled, OrderCancelled, DeadMansSwitchFired]
+    assert {e.reason for e in fired if type(e) is OrderCancelled} == {CancelReason.DEAD_MANS_SWITCH}
+    assert rearmed == [CancelAllAfterSet(rearmed[0].seq, t + 10_000 * ms, 3, t + 10_001 * ms)]
+    assert fired_again == [DeadMansSwitchFired(fired_again[0].seq, t + 10_001 * ms, 3, 0)]
+    assert [o.order_id for o in restored.orders.values()] == [3]  # account 2's order is untouched
+    restored.audit()
+
+
+def test_the_state_hash_covers_the_dead_mans_switch() -> None:
+    engines = []
+    for timeout_ms in (1_000, 2_000, 0):
+        engine = Engine()
+        _run(engine, [(CreateAccount(1), T0_NS), (CancelAllAfter(1, timeout_ms), T0_NS)])
+        engines.append(engine)
+    assert len({state_hash(e) for e in engines}) == 3
+
+
 @pytest.mark.skipif(hasattr(Engine, "__mypyc_attrs__"),
                     reason="the mypyc-compiled core refuses commands with plain ints for enum fields")
 def test_plain_int_fields_keep_their_type_through_a_snapshot() -> None:
@@ -203,6 +265,8 @@ def test_value_codec_is_exact() -> None:
         (1, (Side.BUY, "a"), ()), make_spec(),
         Rejected(1, 2, "PlaceOrder", None, RejectCode.INVALID_PRICE, "m"),
         DuplicateOrder(3, 4, 1, "c", 7, (Trade(1, 2, "S", 1, 480, 2, Side.BUY, 1, 2, 3, 4, 0, 0, 0, 5),)),
+        CancelAllAfterSet(5, 6, 1, 7), DeadMansSwitchFired(8, 9, 1, 2),
+        OrderCancelled(1, 2, 3, 4, "S", Side.SELL, 1, 0, CancelReason.DEAD_MANS_SWITCH),
     ]
     for value in values:
         packed = msgpack.packb(encode_value(value), use_bin_type=True)
@@ -230,14 +294,15 @@ def test_every_piece_of_engine_state_is_known_to_the_snapshot() -> None:
     book = next(iter(engine.series.values())).book
     assert _fields(Engine, engine) == {
         "limits", "audit_every_commands", "commands_applied", "stamp", "series", "accounts", "ledger", "orders",
-        "next_order_id", "client_orders", "_expiries", "_terminations", "_next_deadline_ns", "_handlers"}
+        "next_order_id", "client_orders", "_expiries", "_terminations", "_dead_mans", "_next_deadline_ns",
+        "_handlers"}
     assert _fields(Series) == {"band_high_ticks", "band_low_ticks", "book", "halted", "im_per_lot_micros",
                                "reference_price_ticks", "spec", "terminated"}
     assert _fields(OrderBook, book) == {"spec", "symbol", "_stamp", "bids", "asks", "_bid_prices", "_ask_prices",
                                         "best_bid", "best_ask", "trade_count", "_tick_value_micros",
                                         "_taker_fee_ppm", "_maker_fee_ppm"}
     assert _fields(Level) == {"live", "orders", "total_lots"}
-    assert _fields(Account) == {"account_id", "enabled", "exposures", "margin_micros", "orders"}
+    assert _fields(Account) == {"account_id", "cancel_all_at_ns", "enabled", "exposures", "margin_micros", "orders"}
     assert _fields(Exposure) == {"entry_cost_ticks", "margin_micros", "open_buy_lots", "open_sell_lots",
                                  "position_lots"}
     assert _fields(Ledger) == {"balances", "postings"}
@@ -308,9 +373,10 @@ def test_wrong_magic_unknown_version_trailing_bytes() -> None:
     data = _small_snapshot()
     with pytest.raises(SnapshotError, match=r"not a snapshot: magic b'CXJOURNL', expected b'CXSNAP01'"):
         read_snapshot(b"CXJOURNL" + data[8:])
-    with pytest.raises(SnapshotError, match=rf"unknown snapshot format version 2 \(this build reads version "
-                                            rf"{FORMAT_VERSION}\)"):
-        read_snapshot(_resealed(data, version=2))
+    for version in (FORMAT_VERSION - 1, FORMAT_VERSION + 1):  # 1: before the dead man's switch
+        with pytest.raises(SnapshotError, match=rf"unknown snapshot format version {version} \(this build reads "
+                                                rf"version {FORMAT_VERSION}\)"):
+            read_snapshot(_resealed(data, version=version))
     with pytest.raises(SnapshotError, match="3 bytes after its"):
         read_snapshot(data + b"\0\0\0")
 

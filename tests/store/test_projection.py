@@ -13,6 +13,7 @@ from exchange.domain.codes import CancelReason
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    CancelAllAfter,
     CancelOrder,
     Command,
     CreateAccount,
@@ -24,7 +25,7 @@ from exchange.domain.commands import (
     TerminateTrading,
     Withdraw,
 )
-from exchange.domain.events import CashMoved
+from exchange.domain.events import CancelAllAfterSet, CashMoved, DeadMansSwitchFired
 from exchange.domain.ledger import EXTERNAL, FEES
 from exchange.domain.order import OrderType, Side, TimeInForce
 from exchange.domain.units import NS_PER_SECOND
@@ -199,6 +200,28 @@ def test_order_lifecycle_columns(store: Store) -> None:
     assert kinds == ["deposit", "fee", "fee", "withdrawal"]
     assert store.ledger(EXTERNAL, limit=1)[0].kind == "deposit"
     assert store.positions(1)[0].position_lots == -4 and store.positions(2)[0].position_lots == 4
+
+
+def test_dead_mans_switch_cancellations_project_with_their_reason(store: Store) -> None:
+    s = make_spec().symbol
+    t = T0_NS
+    commands: list[tuple[Command, int]] = [
+        (ListSeries(make_spec()), t), (CreateAccount(1), t), (CreateAccount(2), t),
+        (Deposit(1, 10**12), t), (Deposit(2, 10**12), t),
+        (PlaceOrder(1, s, Side.BUY, 2, 470), t), (PlaceOrder(1, s, Side.SELL, 3, 490), t),
+        (PlaceOrder(2, s, Side.BUY, 1, 469), t),
+        (CancelAllAfter(1, 1_000), t), (CancelAllAfter(2, 1_000), t), (CancelAllAfter(2, 0), t),
+        (AdvanceTime(), t + NS_PER_SECOND),
+    ]
+    engine, items = run(commands)
+    kinds = [type(e) for item in items for e in item.events]
+    assert kinds.count(CancelAllAfterSet) == 3 and kinds.count(DeadMansSwitchFired) == 1
+    store.project(items)
+    assert_matches_engine(store, engine, items)
+    orders = {o.order_id: o for a in (1, 2) for o in store.orders(a)}
+    assert {i: (o.status, o.cancelled_lots, o.cancel_reason) for i, o in orders.items()} == {
+        1: ("canceled", 2, CancelReason.DEAD_MANS_SWITCH), 2: ("canceled", 3, "dead_mans_switch"),
+        3: ("open", 0, None)}
 
 
 def test_limits_are_checked(store: Store) -> None:
