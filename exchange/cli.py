@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -524,6 +525,24 @@ def symbol(text: Annotated[str, typer.Argument(metavar="SYMBOL", help="e.g. H100
 
 
 admin_cli.register(app, _errors, _stdout)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default $EXCHANGE_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default $EXCHANGE_PORT or 8000)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite)")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the exchange: REST + WebSocket API on a durable data directory (recovers on start)."""
+    from exchange.api.server import serve as run_server
+    from exchange.settings import Settings
+
+    with _errors():
+        updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data),
+                                                        ("database_url", database_url)) if v is not None}
+        run_server(Settings().model_copy(update=updates), log_level.upper())
 
 
 def main() -> None:

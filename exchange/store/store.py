@@ -277,6 +277,10 @@ class Store:
         return ApiKeyRow(record.key_id, record.account_id, tuple(record.scopes.split()), record.created_ts_ns,
                          record.revoked_ts_ns)
 
+    def api_key_count(self) -> int:
+        with self._begin() as conn:
+            return int(conn.execute(select(func.count()).select_from(ApiKeyRecord)).scalar_one())
+
     def api_key(self, key_id: str) -> ApiKeyRow | None:
         """A key by id, revoked or not (no secret check: the API checks signatures itself)."""
         with self._begin() as conn:

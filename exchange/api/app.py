@@ -1,0 +1,119 @@
+"""The FastAPI application: `create_app(settings)`.
+
+Start-up (the lifespan) opens the store (migrating it), recovers the durable service from the data
+directory, starts the sequencer and lists any calendar series not yet listed; only then does `/ready`
+answer 200 and commands get through. Shut-down stops taking commands, lets uvicorn finish the requests
+in flight (`shutdown_drain_s`), then stops the sequencer, which commits what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from exchange.api.errors import install_error_handlers
+from exchange.api.metrics import Metrics
+from exchange.api.middleware import EdgeMiddleware
+from exchange.api.ratelimit import RateLimits
+from exchange.api.routes import account, admin, health, market, orders, ws_orders
+from exchange.api.runtime import Runtime
+from exchange.api.schemas import ErrorOut
+from exchange.catalog import Catalog, load_catalog
+from exchange.domain.commands import CreateAccount, ListSeries
+from exchange.domain.events import Rejected
+from exchange.service.exchange_service import ExchangeService, ServiceConfig
+from exchange.settings import Settings
+from exchange.signing import derive_secret
+from exchange.store import Store
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorOut, "description": description} for status, description in (
+        (400, "malformed request"), (401, "missing or bad signature"), (403, "the key lacks the scope"),
+        (404, "not found (or not yours)"), (409, "conflicts with the current state"),
+        (413, "body too large"), (422, "invalid input"), (429, "rate limited (see Retry-After)"),
+        (503, "unavailable or outcome unknown: retry idempotently (see Retry-After)"),
+    )
+}
+
+
+def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None,
+               clock_ns: Callable[[], int] = time.time_ns, list_calendar: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    catalog = catalog or load_catalog()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.store_url())
+        store.migrate()
+        config = ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
+                               snapshot_every_commands=settings.snapshot_every_commands,
+                               audit_every_commands=settings.audit_every_commands)
+        service = ExchangeService(config, store, clock_ns)
+        runtime = Runtime(settings, catalog, store, service, settings.load_master_key(), metrics,
+                          RateLimits.from_settings(settings), clock_ns)
+        app.state.runtime = runtime
+        report = service.open()
+        log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
+                 report.replayed)
+        await service.start()
+        try:
+            if list_calendar:
+                await _list_calendar(runtime)
+            await _first_operator_key(runtime)
+            runtime.ready = True
+            yield
+        finally:
+            runtime.ready = False
+            await service.stop()
+            store.close()
+
+    app = FastAPI(title="GPU compute futures exchange", version="1", lifespan=lifespan,
+                  responses=ERROR_RESPONSES,
+                  description="GPU-hour futures graded by MFU. Signed requests: see the README's API section.")
+    install_error_handlers(app)
+    for module in (health, market, orders, account, admin, ws_orders):
+        app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
+    return app
+
+
+OPERATOR_KEY_FILE = "operator-key.json"
+
+
+async def _first_operator_key(runtime: Runtime) -> None:
+    """On a brand-new exchange (no API key at all), open account 1 for the operator and write a key
+    with every scope to <data>/operator-key.json (mode 0600): the way in for the first session."""
+    if runtime.store.api_key_count():
+        return
+    account_id = 1
+    if account_id not in runtime.engine.accounts:
+        # Straight to the service: `runtime.submit` refuses commands until the app is ready.
+        refused = [e for e in await runtime.service.submit(CreateAccount(account_id)) if isinstance(e, Rejected)]
+        if refused:
+            raise RuntimeError(f"cannot open the operator's account {account_id}: {refused[0].message}")
+    key_id, secret = runtime.store.create_api_key(account_id, ["operator", "read", "trade"], runtime.clock_ns(),
+                                                  lambda key_id: derive_secret(runtime.master_key, key_id))
+    path = runtime.settings.data_dir / OPERATOR_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"account_id": account_id, "key_id": key_id, "secret": secret,
+                   "scopes": ["operator", "read", "trade"]}, out, indent=2)
+    log.warning("first start: operator API key %s written to %s", key_id, path)
+
+
+async def _list_calendar(runtime: Runtime) -> None:
+    """List the calendar's series that are due now and not yet listed (the calendar rolls daily)."""
+    listed = set(runtime.engine.series)
+    for spec in runtime.catalog.listed_series(runtime.clock_ns()):
+        if spec.symbol not in listed:
+            await runtime.service.submit(ListSeries(spec))

@@ -1,0 +1,114 @@
+"""Everything a request handler needs, built once per app by the lifespan: settings, catalog, store,
+the durable service (sequencer + core), rate limits, metrics. Handlers get it by dependency injection
+(`get_runtime`) and talk to the core only through `submit` (commands) and read-only inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
+
+from exchange.api.errors import ApiCode, ApiError, rejected
+from exchange.api.metrics import Metrics
+from exchange.api.ratelimit import RateLimits
+from exchange.catalog import Catalog
+from exchange.domain.commands import Command
+from exchange.domain.engine import Engine
+from exchange.domain.events import Event, Rejected
+from exchange.domain.spec import SeriesSpec
+from exchange.service.exchange_service import ExchangeService
+from exchange.service.sequencer import SequencerBusy, SequencerError
+from exchange.settings import Settings
+from exchange.signing import derive_secret
+from exchange.store import Store
+from exchange.store.store import ApiKeyRow
+
+KEY_CACHE_TTL_NS = 5_000_000_000   # a revoked key stops working within this long on other processes
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    service: ExchangeService
+    master_key: bytes
+    metrics: Metrics
+    limits: RateLimits
+    clock_ns: Callable[[], int] = time.time_ns
+    ready: bool = False
+    _keys: dict[str, tuple[int, ApiKeyRow | None]] = field(default_factory=dict)
+    _secrets: dict[str, str] = field(default_factory=dict)
+    in_flight_idempotency: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def engine(self) -> Engine:
+        engine = self.service.engine
+        if engine is None:
+            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the exchange is starting", retry_after_s=1)
+        return engine
+
+    def spec(self, symbol: str) -> SeriesSpec:
+        series = self.engine.series.get(symbol)
+        if series is None:
+            raise ApiError(404, ApiCode.NOT_FOUND, f"no listed series {symbol!r}")
+        return series.spec
+
+    # -- commands ----------------------------------------------------------------------------
+    async def submit(self, command: Command) -> list[Event]:
+        """Sequence, journal and apply one command; its events once durable. Sequencer trouble is 503."""
+        if not self.ready:
+            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the exchange is not accepting commands",
+                           retry_after_s=1)
+        try:
+            return await asyncio.wait_for(self.service.submit(command), self.settings.submit_timeout_s)
+        except SequencerBusy:
+            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the sequencer queue is full", retry_after_s=1) from None
+        except (SequencerError, TimeoutError) as error:
+            # Outcome unknown (like a crash): the client retries with the same client order id / key.
+            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, f"the command's outcome is unknown: {error!r}",
+                           retry_after_s=1) from None
+
+    async def submit_checked(self, command: Command) -> list[Event]:
+        """`submit`, raising the engine's refusal (if any) as an API error."""
+        events = await self.submit(command)
+        for event in events:
+            if isinstance(event, Rejected):
+                raise rejected(event.code, event.message)
+        return events
+
+    def projected_seq(self) -> int:
+        """The journal seq the SQL store has applied (the projector runs right after each commit)."""
+        return self.store.last_seq()
+
+    # -- API keys ----------------------------------------------------------------------------
+    def api_key(self, key_id: str) -> ApiKeyRow | None:
+        now = time.monotonic_ns()
+        cached = self._keys.get(key_id)
+        if cached is not None and now - cached[0] < KEY_CACHE_TTL_NS:
+            return cached[1]
+        row = self.store.api_key(key_id)
+        if len(self._keys) >= 100_000:   # bounded: unknown ids must not grow the cache forever
+            self._keys.clear()
+        self._keys[key_id] = (now, row)
+        return row
+
+    def forget_key(self, key_id: str) -> None:
+        self._keys.pop(key_id, None)
+
+    def secret(self, key_id: str) -> str:
+        secret = self._secrets.get(key_id)
+        if secret is None:
+            if len(self._secrets) >= 100_000:
+                self._secrets.clear()
+            secret = self._secrets[key_id] = derive_secret(self.master_key, key_id)
+        return secret
+
+
+async def get_runtime(connection: HTTPConnection) -> Runtime:
+    """The app's runtime (async: a plain function dependency would cost a thread-pool hop per request)."""
+    runtime: Runtime = connection.app.state.runtime
+    return runtime

@@ -1,0 +1,327 @@
+"""Request and response bodies of the REST API (and the WebSocket order entry, which reuses them).
+
+Prices and cash are decimal strings (never JSON numbers: a float cannot carry an exact price);
+quantities are whole lots as JSON integers; times are integer nanoseconds since the epoch (UTC).
+Request models forbid unknown fields and coerce nothing, so whatever the schema does not allow is
+refused with 422 before it can reach the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+T = TypeVar("T")
+
+# Bounds of the wire format; the engine's own (per series) limits are checked by the engine.
+LOTS_MAX = 10**9
+# Bounds past 2**53 in the OpenAPI document are written as round decimals, so that a client or tool that
+# reads JSON numbers as doubles (JavaScript, Schemathesis) reads exactly the bound the server checks:
+# 2**63 - 1 or 2**62 read as a double is a little more than itself. 4e18 ns is in the year 2096.
+TS_NS_MAX = 4 * 10**18
+ID_MAX = 4 * 10**18
+ACCOUNT_ID_MAX = 2**31 - 1
+TIMEOUT_S_MAX = 86_400
+
+
+
+def _integral_float_to_int(value: object) -> object:
+    """JSON has one kind of number, and to JSON Schema (so to the OpenAPI document) 5.0 is the integer 5:
+    accept it as one. 5.5 stays a float, which the strict int then refuses."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = BeforeValidator(_integral_float_to_int)
+
+
+def _not_zero(value: str) -> str:
+    if not value.strip("0."):
+        raise ValueError("must be greater than zero")
+    return value
+
+
+DecimalStr = Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,8})?$", max_length=21,
+                                  examples=["2.3500"], description="a non-negative decimal number, as a string")]
+# A deposit or withdrawal: whole micro-dollars, more than zero and below the engine's $1bn per move.
+CashAmount = Annotated[str, Field(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$", max_length=16, examples=["500.25"],
+                                  json_schema_extra={"not": {"pattern": r"^[0.]+$"}},
+                                  description="USD, more than 0 and less than 1,000,000,000, at most 6 decimals"),
+                       AfterValidator(_not_zero)]
+Lots = Annotated[int, Field(ge=1, le=LOTS_MAX, description="whole lots"), WholeNumber]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32, examples=["H100-M40-Z26"])]
+ClientOrderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,36}$", max_length=36,
+                                     description="your id for the order, unique per account; retries are safe")]
+SideName = Literal["buy", "sell"]
+OrderTypeName = Literal["limit", "market"]
+TifName = Literal["GTC", "GTD", "IOC", "FOK"]
+StpName = Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]
+OrderStatusName = Literal["open", "closed", "canceled", "expired", "rejected"]
+Scope = Literal["read", "trade", "operator"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- requests --------------------------------------------------------------------------------------
+class PlaceOrderBody(Strict):
+    symbol: Symbol
+    side: SideName
+    type: OrderTypeName = "limit"
+    price: DecimalStr | None = Field(default=None, description="limit orders only: USD per GPU-hour")
+    amount: Lots
+    time_in_force: TifName | None = Field(default=None, description="default GTC (limit) or IOC (market)")
+    post_only: bool = False
+    stp: StpName = "cancel_newest"
+    client_order_id: ClientOrderId | None = None
+    expire_time_ns: Annotated[int, Field(ge=0, le=TS_NS_MAX), WholeNumber] | None = Field(default=None,
+                                                                             description="GTD only")
+
+
+class AmendOrderBody(Strict):
+    # At least one of the two, not null: said in the schema so that it admits no body the API refuses.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["price"], "properties": {"price": {"type": "string"}}},
+        {"required": ["amount"], "properties": {"amount": {"type": "integer"}}},
+    ]})
+
+    price: DecimalStr | None = None
+    amount: Lots | None = Field(default=None, description="the new open (remaining) quantity")
+
+
+class CancelAllBody(Strict):
+    symbol: Symbol | None = None
+    side: SideName | None = None
+
+
+class CancelAllAfterBody(Strict):
+    timeout_seconds: Annotated[int, Field(ge=0, le=TIMEOUT_S_MAX, description="0 disarms the switch"),
+                               WholeNumber]
+
+
+class CreateAccountBody(Strict):
+    account_id: Annotated[int, Field(ge=1, le=ACCOUNT_ID_MAX), WholeNumber] | None = Field(
+        default=None, description="default: one more than the highest existing id")
+
+
+class CashBody(Strict):
+    amount: CashAmount
+
+
+class EnabledBody(Strict):
+    enabled: bool
+
+
+class HaltBody(Strict):
+    halted: bool
+
+
+class CreateKeyBody(Strict):
+    account_id: Annotated[int, Field(ge=1, le=ACCOUNT_ID_MAX), WholeNumber]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
+
+
+class ListSeriesBody(Strict):
+    symbol: Symbol
+
+
+# -- responses -------------------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object]
+
+
+class StatusOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    journal_seq: int
+    projected_seq: int
+
+
+class ProductOut(BaseModel):
+    product: str
+    generation: str
+    description: str
+    mfu_grade: str
+    gpus_per_lot: int
+    reference_price: str | None
+    series: list[str] = Field(description="symbols of this product's listed series")
+
+
+class SeriesOut(BaseModel):
+    symbol: str
+    product: str
+    generation: str
+    mfu_grade: str
+    period: str
+    gpus_per_lot: int
+    lot_gpu_hours: int
+    delivery_start_ns: int
+    delivery_end_ns: int
+    trading_end_ns: int
+    tick_size: str
+    reference_price: str
+    price_band_low: str
+    price_band_high: str
+    max_order_lots: int
+    max_position_lots: int
+    initial_margin_rate: str
+    initial_margin_per_lot: str
+    taker_fee_rate: str
+    maker_fee_rate: str
+    halted: bool
+    terminated: bool
+
+
+class BookOut(BaseModel):
+    symbol: str
+    seq: int
+    ts_ns: int
+    bids: list[tuple[str, int, int]] = Field(description="[price, lots, orders], best first")
+    asks: list[tuple[str, int, int]]
+
+
+class TradeOut(BaseModel):
+    trade_id: int
+    symbol: str
+    price: str
+    amount: int
+    side: SideName
+    ts_ns: int
+    seq: int
+
+
+class TickerOut(BaseModel):
+    symbol: str
+    bid: str | None
+    ask: str | None
+    last: str | None
+    open_24h: str | None
+    high_24h: str | None
+    low_24h: str | None
+    change_24h: str | None
+    volume_24h: int
+    seq: int
+    ts_ns: int
+
+
+class CandleOut(BaseModel):
+    start_ns: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: int
+    trades: int
+
+
+class OrderOut(BaseModel):
+    id: str
+    client_order_id: str | None
+    symbol: str
+    side: SideName
+    type: OrderTypeName
+    time_in_force: TifName
+    post_only: bool
+    stp: StpName
+    price: str | None
+    amount: int
+    filled: int
+    remaining: int
+    cancelled: int
+    average: str | None
+    status: OrderStatusName
+    cancel_reason: str | None
+    expire_time_ns: int | None
+    created_ns: int
+    updated_ns: int
+    seq: int
+
+
+class FillOut(BaseModel):
+    trade_id: int
+    order_id: str
+    symbol: str
+    side: SideName
+    price: str
+    amount: int
+    fee: str
+    liquidity: Literal["maker", "taker"]
+    ts_ns: int
+    seq: int
+
+
+class PositionOut(BaseModel):
+    symbol: str
+    size: int
+    entry_price: str | None
+    mark_price: str
+    unrealized_pnl: str
+
+
+class BalanceOut(BaseModel):
+    account_id: int
+    currency: Literal["USD"]
+    cash: str
+    margin: str
+    available: str
+
+
+class PostingOut(BaseModel):
+    seq: int
+    leg: int
+    ts_ns: int
+    kind: str
+    amount: str = Field(description="signed: positive credits the account")
+    counterparty: int
+    symbol: str | None
+    trade_id: int | None
+
+
+class AccountOut(BaseModel):
+    account_id: int
+    enabled: bool
+
+
+class WhoAmIOut(BaseModel):
+    account_id: int
+    enabled: bool
+    key_id: str
+    scopes: list[str]
+
+
+class CashOut(BaseModel):
+    account_id: int
+    cash: str
+
+
+class CancelledOut(BaseModel):
+    cancelled: int
+
+
+class DeadlineOut(BaseModel):
+    deadline_ns: int | None
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    secret: str
+    account_id: int
+    scopes: list[str]
+
+
+class RevokedOut(BaseModel):
+    key_id: str
+    revoked: bool
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")

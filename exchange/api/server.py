@@ -1,0 +1,50 @@
+"""`exchange serve`: the API on uvicorn, with graceful shutdown.
+
+On SIGINT/SIGTERM uvicorn stops accepting connections, waits up to `shutdown_drain_s` for the requests
+in flight to be answered, then runs the app's shutdown, which stops the sequencer after it has
+committed everything it took. Logs are one JSON object per line (access log: `exchange.api.access`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import uvicorn
+
+from exchange.api.app import create_app
+from exchange.settings import Settings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        entry: dict[str, object] = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                                    "logger": record.name}
+        if message.startswith("{"):
+            try:
+                entry.update(json.loads(message))
+            except ValueError:
+                entry["msg"] = message
+        else:
+            entry["msg"] = message
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def serve(settings: Settings, log_level: str = "INFO") -> None:
+    configure_logging(log_level)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                            access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,
+                            ws_max_size=settings.ws_message_bytes_max, lifespan="on")
+    uvicorn.Server(config).run()
