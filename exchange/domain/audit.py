@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from exchange.domain.book import BUY, NO_ASK, NO_BID, SELL
 from exchange.domain.errors import InvariantViolation
+from exchange.domain.ledger import SETTLEMENT, SYSTEM_ACCOUNTS
 from exchange.domain.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
@@ -94,5 +95,59 @@ def audit_engine(engine: Engine) -> None:
             _fail(f"account {account_id}: dead man's switch at {deadline} is not scheduled")
     if engine.ledger.total() != 0:
         _fail(f"ledger sums to {engine.ledger.total()}, not zero")
-    if set(engine.ledger.balances) - set(engine.accounts) - {-1, -2}:
-        _fail("ledger has accounts the engine does not know")
+    if set(engine.ledger.balances) != set(engine.accounts) | set(SYSTEM_ACCOUNTS):
+        _fail("ledger accounts are not exactly the engine's accounts and the system accounts")
+    _audit_settlement(engine)
+
+
+def _audit_settlement(engine: Engine) -> None:
+    """Settlements, deliveries and the SETTLEMENT ledger account agree with each other."""
+    from exchange.domain.engine import MICRO_GPUH_PER_GPUH, NS_PER_DAY
+
+    variation_margin = 0
+    assigned: list[str] = []
+    for symbol, series in engine.series.items():
+        for date_ns, settlement in series.settlements.items():
+            if date_ns % NS_PER_DAY or date_ns > series.final_settlement_day_ns or settlement.price_ticks <= 0:
+                _fail(f"{symbol}: settlement at {date_ns} is not a valid settlement day and price")
+            accounts = [account_id for account_id, _ in settlement.postings]
+            if accounts != sorted(set(accounts)) or not set(accounts) <= set(engine.accounts):
+                _fail(f"{symbol} {date_ns}: settlement postings are not one per known account, ascending")
+            variation_margin += sum(vm for _, vm in settlement.postings)
+        reference = (series.settlements[max(series.settlements)].price_ticks if series.settlements
+                     else series.spec.reference_price_ticks)
+        if series.reference_price_ticks != reference:
+            _fail(f"{symbol}: reference price {series.reference_price_ticks} is not the latest settlement {reference}")
+        if series.delivery_ids is None:
+            continue
+        final = series.settlements.get(series.final_settlement_day_ns)
+        if not series.terminated or final is None:
+            _fail(f"{symbol}: deliveries assigned before termination and final settlement")
+            continue
+        for account_id, account in engine.accounts.items():
+            exposure = account.exposures.get(symbol)
+            if exposure is not None and exposure.position_lots:
+                _fail(f"account {account_id} {symbol}: position {exposure.position_lots} left after assignment")
+        spec = series.spec
+        for number, delivery_id in enumerate(series.delivery_ids, 1):
+            delivery = engine.deliveries.get(delivery_id)
+            if delivery is None or delivery_id != f"{symbol}/{number}" or delivery.symbol != symbol:
+                _fail(f"{symbol}: delivery {delivery_id} is missing or misnumbered")
+                continue
+            if (delivery.lots <= 0 or delivery.gpus != delivery.lots * spec.gpus_per_lot
+                    or delivery.gpu_hours != delivery.gpus * spec.delivery_hours
+                    or delivery.fsp_ticks != final.price_ticks or delivery.seller == delivery.buyer
+                    or delivery.seller not in engine.accounts or delivery.buyer not in engine.accounts):
+                _fail(f"{delivery!r} does not fit its series")
+            settled = delivery.settlement
+            if settled is not None and not (
+                    0 <= settled.effective_micro_gpuh <= delivery.gpu_hours * MICRO_GPUH_PER_GPUH
+                    and 0 <= settled.invoice_micros <= delivery.fsp_ticks * spec.tick_micros * delivery.gpu_hours
+                    and settled.damages_micros >= 0):
+                _fail(f"{delivery!r}: settlement amounts out of range")
+        assigned.extend(series.delivery_ids)
+    if sorted(assigned) != sorted(engine.deliveries):
+        _fail(f"{len(engine.deliveries)} deliveries known but {len(assigned)} assigned by their series")
+    if engine.ledger.balances[SETTLEMENT] != -variation_margin:
+        _fail(f"settlement account holds {engine.ledger.balances[SETTLEMENT]}, "
+              f"not minus the variation margin posted ({variation_margin})")

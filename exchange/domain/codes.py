@@ -56,6 +56,13 @@ class RejectCode(StrEnum):
     # -- idempotency -------------------------------------------------------------------------
     CLIENT_ORDER_ID_CONFLICT = "client_order_id_conflict"  # same id, different payload
 
+    # -- settlement: daily settlement, delivery assignment and delivery settlement --------------
+    INVALID_SETTLEMENT = "invalid_settlement"          # a field of a settlement command is malformed
+    SETTLEMENT_CONFLICT = "settlement_conflict"        # already settled with other inputs (and not an amend)
+    NOT_SETTLED = "not_settled"                        # no final settlement yet for the termination date
+    TRADING_NOT_TERMINATED = "trading_not_terminated"  # deliveries are assigned only after termination
+    UNKNOWN_DELIVERY = "unknown_delivery"
+
 
 class CancelReason(StrEnum):
     """Why an order (or part of it) left the book without trading."""
@@ -94,6 +101,10 @@ SUBSYSTEM: MappingProxyType[RejectCode, str] = MappingProxyType(
             RejectCode.ACCOUNT_DISABLED,
         )},
         RejectCode.CLIENT_ORDER_ID_CONFLICT: "idempotency",
+        **{c: "settlement" for c in (
+            RejectCode.INVALID_SETTLEMENT, RejectCode.SETTLEMENT_CONFLICT, RejectCode.NOT_SETTLED,
+            RejectCode.TRADING_NOT_TERMINATED, RejectCode.UNKNOWN_DELIVERY,
+        )},
     }
 )
 assert set(SUBSYSTEM) == set(RejectCode), "every reject code belongs to exactly one subsystem"

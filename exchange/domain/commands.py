@@ -117,7 +117,49 @@ class AdvanceTime(NamedTuple):
     switches happen when no other command arrives."""
 
 
+class SettleDaily(NamedTuple):
+    """Operator (the daily settlement job): a series' settlement price for a day and the variation
+    margin it computed for each account (rulebook §6).
+
+    `date_ns` is 00:00 UTC of the settlement date. `postings` are (account id, VM in micro-dollars,
+    positive credits the account), in strictly ascending account id order (each account once; zero VM
+    allowed). `digest` (64 lowercase hex: the SHA-256 of the job's inputs) is the idempotency key of
+    the (series, date): the same digest again posts nothing (`SettlementDuplicate`); another digest is
+    refused (`settlement_conflict`) unless `amend`, which posts only the differences per account as
+    correcting entries and records the new price, postings and digest.
+    """
+
+    symbol: str
+    date_ns: int
+    price_ticks: int
+    postings: tuple[tuple[int, int], ...]
+    digest: str
+    amend: bool = False
+
+
+class AssignDeliveries(NamedTuple):
+    """Operator (the expiry job): turn every open position of a terminated, finally settled series into
+    deliveries (rulebook §7); positions go flat and release their margin. Idempotent."""
+
+    symbol: str
+
+
+class SettleDelivery(NamedTuple):
+    """Operator (the delivery job): post a delivery's invoice (buyer -> seller) and liquidated damages
+    (seller -> buyer) as computed from the probe's telemetry (rulebook §8). Same idempotency rules as
+    `SettleDaily`: same digest posts nothing, another is refused unless `amend` (post the differences)."""
+
+    delivery_id: str                        # "<symbol>/<n>"
+    digest: str
+    effective_micro_gpuh: int               # E in millionths of a GPU-hour
+    invoice_micros: int
+    damages_micros: int
+    default: bool
+    amend: bool = False
+
+
 Command = (
     CreateAccount | Deposit | Withdraw | SetAccountEnabled | ListSeries | HaltSeries | TerminateTrading
     | PlaceOrder | CancelOrder | AmendOrder | MassCancel | AdvanceTime | CancelAllAfter
+    | SettleDaily | AssignDeliveries | SettleDelivery
 )

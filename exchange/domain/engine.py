@@ -5,8 +5,13 @@ and returns the events. It never reads a clock, a random source or a file, never
 unordered set, and uses integers for every amount, so replaying the same commands at the same times
 rebuilds byte-identical state (see `exchange.domain.statehash`).
 
-Rules are the rulebook's (§3–§5); numbers come from each series' `SeriesSpec` and the `EngineLimits`.
+Rules are the rulebook's (§3–§8); numbers come from each series' `SeriesSpec` and the `EngineLimits`.
 Order of checks for a new order is fixed and documented in `_place` so rejections are predictable.
+
+Settlement (§6–§8) enters as operator commands carrying amounts a batch job computed from the journal
+and the probe's telemetry (`SettleDaily`, `AssignDeliveries`, `SettleDelivery`): the core checks them,
+posts them through the ledger and keeps what it posted, keyed by each job's input digest, so that a
+rerun posts nothing twice and an amendment posts only the differences.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
 
-from exchange.domain.account import Account, Exposure, book_fill
+from exchange.domain.account import Account, Exposure, book_fill, fill_position
 from exchange.domain.book import BUY, NO_ASK, NO_BID, OrderBook, Stamp
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    AssignDeliveries,
     CancelAllAfter,
     CancelOrder,
     Command,
@@ -32,15 +39,24 @@ from exchange.domain.commands import (
     MassCancel,
     PlaceOrder,
     SetAccountEnabled,
+    SettleDaily,
+    SettleDelivery,
     TerminateTrading,
     Withdraw,
 )
+from exchange.domain.delivery import assign_deliveries
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    DailySettlement,
     DeadMansSwitchFired,
+    DeliveriesAlreadyAssigned,
+    DeliveriesAssigned,
+    DeliveryAssigned,
+    DeliverySettled,
+    DeliverySettlementDuplicate,
     DuplicateOrder,
     Event,
     MassCancelDone,
@@ -50,10 +66,11 @@ from exchange.domain.events import (
     Rejected,
     SeriesHaltChanged,
     SeriesListed,
+    SettlementDuplicate,
     Trade,
     TradingTerminated,
 )
-from exchange.domain.ledger import EXTERNAL, FEES, Ledger
+from exchange.domain.ledger import EXTERNAL, FEES, SETTLEMENT, Ledger
 from exchange.domain.order import Order, OrderType, StpMode, TimeInForce
 from exchange.domain.spec import SeriesSpec
 
@@ -78,6 +95,48 @@ ACCOUNT_ID_MAX: Final = 2**53  # fits JSON numbers exactly
 CASH_MOVE_MICROS_MAX: Final = 10**15  # one billion USD in a single deposit or withdrawal
 CANCEL_ALL_AFTER_MS_MAX: Final = 86_400_000  # a dead man's switch is armed for at most 24 hours
 NS_PER_MS: Final = 1_000_000
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
+DIGEST_LEN: Final = 64  # a settlement job's input digest: SHA-256 as lowercase hex
+MICRO_GPUH_PER_GPUH: Final = 1_000_000
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def settlement_day_ns(ts_ns: int) -> int:
+    """00:00 UTC of the day of `ts_ns`."""
+    return ts_ns - ts_ns % NS_PER_DAY
+
+
+class Settlement(NamedTuple):
+    """One day's settlement of a series as last posted: its price, the job's digest and the variation
+    margin per account (ascending account id) that the ledger now holds for that day."""
+
+    price_ticks: int
+    digest: str
+    postings: tuple[tuple[int, int], ...]
+
+
+class DeliverySettlement(NamedTuple):
+    """What a delivery was settled with, as last posted (an amendment replaces it)."""
+
+    digest: str
+    effective_micro_gpuh: int
+    invoice_micros: int
+    damages_micros: int
+    default: bool
+
+
+class Delivery(NamedTuple):
+    """One delivery obligation (rulebook §7), `settlement` None until `SettleDelivery`."""
+
+    delivery_id: str             # "<symbol>/<n>"
+    symbol: str
+    seller: int
+    buyer: int
+    lots: int
+    gpus: int                    # G = lots × GPUs per lot
+    gpu_hours: int               # Q = G × hours of the delivery period
+    fsp_ticks: int               # final settlement price
+    settlement: DeliverySettlement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +150,19 @@ class EngineLimits:
 
 
 class Series:
-    """Engine-side state of one listed series: its spec, book, band and margin per lot."""
+    """Engine-side state of one listed series: its spec, book, band and margin per lot, its daily
+    settlements and, once assigned, its deliveries' ids."""
 
-    __slots__ = ("band_high_ticks", "band_low_ticks", "book", "halted", "im_per_lot_micros",
-                 "reference_price_ticks", "spec", "terminated")
+    __slots__ = ("band_high_ticks", "band_low_ticks", "book", "delivery_ids", "halted", "im_per_lot_micros",
+                 "reference_price_ticks", "settlements", "spec", "terminated")
 
     def __init__(self, spec: SeriesSpec, stamp: Stamp) -> None:
         self.spec = spec
         self.book = OrderBook(spec, stamp)
         self.halted = False
         self.terminated = False
+        self.settlements: dict[int, Settlement] = {}      # by settlement date (00:00 UTC, ns)
+        self.delivery_ids: tuple[str, ...] | None = None  # None until AssignDeliveries
         self.reference_price_ticks = 0
         self.band_low_ticks = 0
         self.band_high_ticks = 0
@@ -111,6 +173,11 @@ class Series:
         self.reference_price_ticks = price_ticks
         self.band_low_ticks, self.band_high_ticks = self.spec.price_band_ticks(price_ticks)
         self.im_per_lot_micros = self.spec.initial_margin_per_lot_micros(price_ticks)
+
+    @property
+    def final_settlement_day_ns(self) -> int:
+        """The settlement date whose price is the final settlement price: the day trading terminates."""
+        return settlement_day_ns(self.spec.trading_end_ns)
 
 
 class Engine:
@@ -128,6 +195,7 @@ class Engine:
         self.orders: dict[int, Order] = {}      # every live order, by id
         self.next_order_id = 1
         self.client_orders: dict[tuple[int, str], tuple[PlaceOrder, int, tuple[Event, ...]]] = {}
+        self.deliveries: dict[str, Delivery] = {}  # by delivery id, in assignment order
         self._expiries: list[tuple[int, int]] = []        # (expire_ts_ns, order_id), lazy
         self._terminations: list[tuple[int, str]] = []    # (trading_end_ns, symbol)
         self._dead_mans: list[tuple[int, int]] = []       # (cancel_all_at_ns, account_id), lazy
@@ -146,6 +214,9 @@ class Engine:
             MassCancel: self._mass_cancel,
             AdvanceTime: self._advance_time,
             CancelAllAfter: self._cancel_all_after,
+            SettleDaily: self._settle_daily,
+            AssignDeliveries: self._assign_deliveries,
+            SettleDelivery: self._settle_delivery,
         }
 
     # -- entry point -------------------------------------------------------------------------
@@ -383,6 +454,178 @@ class Engine:
         self._next_deadline_ns = min(expiries[0][0] if expiries else _NEVER,
                                      terminations[0][0] if terminations else _NEVER,
                                      dead_mans[0][0] if dead_mans else _NEVER)
+
+    # -- settlement (rulebook §6–§8) ---------------------------------------------------------
+    def _settle_daily(self, cmd: SettleDaily, out: list[Any]) -> None:
+        """Record a day's settlement price and post its variation margin (see `SettleDaily`).
+
+        Checks, in this order, all before anything changes: series, fields (`invalid_settlement`),
+        accounts, then the day's earlier settlement if any (same digest and content: duplicate; same
+        digest, other content, or another digest without `amend`: conflict; the final settlement once
+        deliveries are assigned: conflict). Then `DailySettlement`, and one `CashMoved` per account whose
+        posted VM changes, in ascending account id. The reference price (band, margin) follows the
+        latest settled day; every account's margin in the series is recomputed at the new price."""
+        series = self.series.get(cmd.symbol) if type(cmd.symbol) is str else None
+        if series is None:
+            self._reject(out, cmd, None, RejectCode.UNKNOWN_SERIES, f"no listed series {cmd.symbol!r}")
+            return
+        problem = _settle_daily_problem(cmd, series, self.stamp.ts_ns)
+        if problem:
+            self._reject(out, cmd, None, RejectCode.INVALID_SETTLEMENT, problem)
+            return
+        postings = tuple((account_id, vm) for account_id, vm in cmd.postings)
+        for account_id, _ in postings:
+            if account_id not in self.accounts:
+                self._reject(out, cmd, account_id, RejectCode.UNKNOWN_ACCOUNT, f"no account {account_id}")
+                return
+        symbol, date_ns, price, digest = cmd.symbol, cmd.date_ns, cmd.price_ticks, cmd.digest
+        previous = series.settlements.get(date_ns)
+        if previous is not None:
+            if previous.digest == digest:
+                if previous.price_ticks == price and previous.postings == postings:
+                    self._emit(out, SettlementDuplicate, symbol, date_ns, digest)
+                else:
+                    self._reject(out, cmd, None, RejectCode.SETTLEMENT_CONFLICT,
+                                 f"{symbol} {_day(date_ns)} was settled with digest {digest} and other content")
+                return
+            if not cmd.amend:
+                self._reject(out, cmd, None, RejectCode.SETTLEMENT_CONFLICT,
+                             f"{symbol} {_day(date_ns)} is already settled with another digest; "
+                             f"send an amendment to correct it")
+                return
+            if series.delivery_ids is not None and date_ns == series.final_settlement_day_ns:
+                self._reject(out, cmd, None, RejectCode.SETTLEMENT_CONFLICT,
+                             f"{symbol}: deliveries were assigned at the final settlement price; it cannot change")
+                return
+        # Accepted: from here on nothing can fail.
+        old = dict(previous.postings) if previous is not None else {}
+        new = dict(postings)
+        corrections = [(account_id, new.get(account_id, 0) - old.get(account_id, 0))
+                       for account_id in sorted(old.keys() | new.keys())]
+        corrections = [(account_id, delta) for account_id, delta in corrections if delta]
+        self._emit(out, DailySettlement, symbol, date_ns, price, digest, len(corrections),
+                   sum(delta for _, delta in corrections), previous is not None)
+        ledger = self.ledger
+        balances = ledger.balances
+        for account_id, delta in corrections:
+            if delta > 0:
+                ledger.transfer(SETTLEMENT, account_id, delta)
+                self._emit(out, CashMoved, "variation_margin", SETTLEMENT, account_id, delta, balances[account_id])
+            else:
+                ledger.transfer(account_id, SETTLEMENT, -delta)
+                self._emit(out, CashMoved, "variation_margin", account_id, SETTLEMENT, -delta, balances[account_id])
+        series.settlements[date_ns] = Settlement(price, digest, postings)
+        if date_ns == max(series.settlements):
+            self._reprice(series, price)
+
+    def _reprice(self, series: Series, price_ticks: int) -> None:
+        """New reference price: band and margin per lot follow, and every exposure's margin with them."""
+        series.set_reference_price(price_ticks)
+        symbol = series.spec.symbol
+        im = series.im_per_lot_micros
+        for account in self.accounts.values():
+            exposure = account.exposures.get(symbol)
+            if exposure is not None:
+                margin = im * exposure.worst_lots()
+                account.margin_micros += margin - exposure.margin_micros
+                exposure.margin_micros = margin
+
+    def _assign_deliveries(self, cmd: AssignDeliveries, out: list[Any]) -> None:
+        """Turn the open positions of a terminated series into deliveries at the final settlement price
+        (rulebook §7, `exchange.domain.delivery.assign_deliveries`): `DeliveriesAssigned`, then one
+        `DeliveryAssigned` per allocation. Positions move to zero (each allocation as a fill at the FSP
+        for both sides) and their margin is released. A second call: `DeliveriesAlreadyAssigned`."""
+        series = self.series.get(cmd.symbol) if type(cmd.symbol) is str else None
+        if series is None:
+            self._reject(out, cmd, None, RejectCode.UNKNOWN_SERIES, f"no listed series {cmd.symbol!r}")
+            return
+        symbol = series.spec.symbol
+        if series.delivery_ids is not None:
+            self._emit(out, DeliveriesAlreadyAssigned, symbol, len(series.delivery_ids))
+            return
+        if not series.terminated:
+            self._reject(out, cmd, None, RejectCode.TRADING_NOT_TERMINATED, f"trading in {symbol} has not terminated")
+            return
+        final = series.settlements.get(series.final_settlement_day_ns)
+        if final is None:
+            self._reject(out, cmd, None, RejectCode.NOT_SETTLED,
+                         f"{symbol} has no final settlement for {_day(series.final_settlement_day_ns)}")
+            return
+        holders = sorted((account_id, account.exposures[symbol]) for account_id, account in self.accounts.items()
+                         if symbol in account.exposures and account.exposures[symbol].position_lots)
+        allocations = assign_deliveries(symbol, {account_id: x.position_lots for account_id, x in holders})
+        moved: dict[int, int] = {}
+        for a in allocations:
+            moved[a.seller] = moved.get(a.seller, 0) + a.lots
+            moved[a.buyer] = moved.get(a.buyer, 0) - a.lots
+        assert moved == {account_id: -x.position_lots for account_id, x in holders}, "assignment leaves a position"
+        # Accepted: from here on nothing can fail.
+        spec = series.spec
+        fsp = final.price_ticks
+        self._emit(out, DeliveriesAssigned, symbol, fsp, len(allocations))
+        for a in allocations:
+            gpus = a.lots * spec.gpus_per_lot
+            delivery = Delivery(a.delivery_id, symbol, a.seller, a.buyer, a.lots, gpus, gpus * spec.delivery_hours,
+                                fsp)
+            self.deliveries[a.delivery_id] = delivery
+            for account_id, signed_lots in ((a.seller, a.lots), (a.buyer, -a.lots)):
+                exposure = self.accounts[account_id].exposures[symbol]
+                exposure.position_lots, exposure.entry_cost_ticks = fill_position(
+                    exposure.position_lots, exposure.entry_cost_ticks, signed_lots, fsp)
+            self._emit(out, DeliveryAssigned, *delivery[:-1])
+        im = series.im_per_lot_micros
+        for account_id, exposure in holders:
+            account = self.accounts[account_id]
+            margin = im * exposure.worst_lots()
+            account.margin_micros += margin - exposure.margin_micros
+            exposure.margin_micros = margin
+        series.delivery_ids = tuple(a.delivery_id for a in allocations)
+
+    def _settle_delivery(self, cmd: SettleDelivery, out: list[Any]) -> None:
+        """Post a delivery's invoice (buyer -> seller) and damages (seller -> buyer), see `SettleDelivery`.
+
+        Checks, in this order, all before anything changes: delivery, fields (`invalid_settlement`:
+        0 <= E <= Q, 0 <= invoice <= FSP × Q, 0 <= damages <= CASH_MOVE_MICROS_MAX), then the earlier
+        settlement if any (as `_settle_daily`). Then `DeliverySettled` and the postings that change: the
+        invoice's difference, then the damages' (an amendment may move cash back)."""
+        delivery = self.deliveries.get(cmd.delivery_id) if type(cmd.delivery_id) is str else None
+        if delivery is None:
+            self._reject(out, cmd, None, RejectCode.UNKNOWN_DELIVERY, f"no delivery {cmd.delivery_id!r}")
+            return
+        problem = _settle_delivery_problem(cmd, delivery, self.series[delivery.symbol].spec.tick_micros)
+        if problem:
+            self._reject(out, cmd, None, RejectCode.INVALID_SETTLEMENT, problem)
+            return
+        settlement = DeliverySettlement(cmd.digest, cmd.effective_micro_gpuh, cmd.invoice_micros, cmd.damages_micros,
+                                        cmd.default)
+        previous = delivery.settlement
+        if previous is not None:
+            if previous.digest == cmd.digest:
+                if previous == settlement:
+                    self._emit(out, DeliverySettlementDuplicate, delivery.delivery_id, cmd.digest)
+                else:
+                    self._reject(out, cmd, None, RejectCode.SETTLEMENT_CONFLICT,
+                                 f"delivery {delivery.delivery_id} was settled with digest {cmd.digest} "
+                                 f"and other amounts")
+                return
+            if not cmd.amend:
+                self._reject(out, cmd, None, RejectCode.SETTLEMENT_CONFLICT,
+                             f"delivery {delivery.delivery_id} is already settled with another digest; "
+                             f"send an amendment to correct it")
+                return
+        # Accepted: from here on nothing can fail.
+        self._emit(out, DeliverySettled, delivery.delivery_id, cmd.digest, cmd.effective_micro_gpuh,
+                   cmd.invoice_micros, cmd.damages_micros, cmd.default, previous is not None)
+        seller, buyer = delivery.seller, delivery.buyer
+        invoice_delta = cmd.invoice_micros - (previous.invoice_micros if previous is not None else 0)
+        damages_delta = cmd.damages_micros - (previous.damages_micros if previous is not None else 0)
+        for kind, payer, payee, delta in (("delivery_invoice", buyer, seller, invoice_delta),
+                                          ("delivery_damages", seller, buyer, damages_delta)):
+            source, target, amount = (payer, payee, delta) if delta > 0 else (payee, payer, -delta)
+            if amount:
+                self.ledger.transfer(source, target, amount)
+                self._emit(out, CashMoved, kind, source, target, amount, self.ledger.balances[target])
+        self.deliveries[delivery.delivery_id] = delivery._replace(settlement=settlement)
 
     # -- orders ------------------------------------------------------------------------------
     def _place(self, cmd: PlaceOrder, out: list[Any]) -> None:
@@ -690,6 +933,67 @@ def _release(exposure: Exposure, account: Account, side: int, lots: int, im_per_
     margin = im_per_lot_micros * max(abs(pos + exposure.open_buy_lots), abs(pos - exposure.open_sell_lots))
     account.margin_micros += margin - exposure.margin_micros
     exposure.margin_micros = margin
+
+
+def _day(date_ns: int) -> str:
+    """A settlement date for messages: yyyy-mm-dd (UTC)."""
+    return datetime.fromtimestamp(date_ns // 1_000_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def _is_digest(value: object) -> bool:
+    return type(value) is str and len(value) == DIGEST_LEN and _HEX.issuperset(value)
+
+
+def _settle_daily_problem(cmd: SettleDaily, series: Series, now_ns: int) -> str:
+    """What is wrong with a `SettleDaily`'s fields, or "" (the accounts are checked by the caller)."""
+    date_ns, price = cmd.date_ns, cmd.price_ticks
+    postings: Any = cmd.postings  # a sequence of pairs as sent: tuples, or lists from a JSON caller
+    if type(date_ns) is not int or date_ns < 0 or date_ns % NS_PER_DAY:
+        return "date_ns must be 00:00 UTC of the settlement date, in ns"
+    if date_ns > now_ns:
+        return f"cannot settle {_day(date_ns)} before that day has begun"
+    if date_ns > series.final_settlement_day_ns:
+        return (f"{series.spec.symbol} has its final settlement on {_day(series.final_settlement_day_ns)}; "
+                f"{_day(date_ns)} is after it")
+    if type(price) is not int or price <= 0:
+        return "price must be a positive whole number of ticks"
+    if not _is_digest(cmd.digest):
+        return f"digest must be {DIGEST_LEN} lowercase hex characters (a SHA-256)"
+    if type(cmd.amend) is not bool:
+        return "amend must be true or false"
+    if type(postings) is not tuple and type(postings) is not list:
+        return "postings must be a sequence of (account id, variation margin) pairs"
+    last = 0
+    entry: Any
+    for entry in postings:
+        if (type(entry) is not tuple and type(entry) is not list) or len(entry) != 2:
+            return "each posting is an (account id, variation margin) pair"
+        account_id, vm = entry
+        if type(account_id) is not int or type(vm) is not int:
+            return "account ids and variation margins are whole numbers (micro-dollars)"
+        if account_id <= last:
+            return "postings must be in strictly ascending account id order, each account once"
+        if not -CASH_MOVE_MICROS_MAX <= vm <= CASH_MOVE_MICROS_MAX:
+            return f"variation margin of account {account_id} is beyond ±{CASH_MOVE_MICROS_MAX} micro-USD"
+        last = account_id
+    return ""
+
+
+def _settle_delivery_problem(cmd: SettleDelivery, delivery: Delivery, tick_micros: int) -> str:
+    """What is wrong with a `SettleDelivery`'s fields, or ""."""
+    e_max = delivery.gpu_hours * MICRO_GPUH_PER_GPUH
+    invoice_max = delivery.fsp_ticks * tick_micros * delivery.gpu_hours
+    if not _is_digest(cmd.digest):
+        return f"digest must be {DIGEST_LEN} lowercase hex characters (a SHA-256)"
+    if type(cmd.effective_micro_gpuh) is not int or not 0 <= cmd.effective_micro_gpuh <= e_max:
+        return f"effective quantity must be a whole number of micro-GPU-hours in 0..{e_max}"
+    if type(cmd.invoice_micros) is not int or not 0 <= cmd.invoice_micros <= invoice_max:
+        return f"invoice must be a whole number of micro-dollars in 0..{invoice_max} (FSP × Q)"
+    if type(cmd.damages_micros) is not int or not 0 <= cmd.damages_micros <= CASH_MOVE_MICROS_MAX:
+        return f"damages must be a whole number of micro-dollars in 0..{CASH_MOVE_MICROS_MAX}"
+    if type(cmd.default) is not bool or type(cmd.amend) is not bool:
+        return "default and amend must be true or false"
+    return ""
 
 
 def _validate_order(cmd: PlaceOrder, series: Series, now_ns: int) -> tuple[RejectCode | None, str]:

@@ -139,16 +139,22 @@ class AccountStatusChanged(NamedTuple):
 
 
 class CashMoved(NamedTuple):
-    """A ledger posting outside trading (deposit, withdrawal): `amount_micros` from one ledger
-    account to another. Fees travel inside `Trade`."""
+    """A ledger posting outside trading: `amount_micros` from one ledger account to another. Fees
+    travel inside `Trade`.
+
+    Kinds: "deposit" (EXTERNAL -> account), "withdrawal" (account -> EXTERNAL), "variation_margin"
+    (SETTLEMENT <-> account; follows its `DailySettlement`), "delivery_invoice" (buyer -> seller, or
+    back in an amendment) and "delivery_damages" (seller -> buyer, or back), both following their
+    `DeliverySettled`. `balance_micros` is the cash after the posting of `to_account` if that is a
+    trader account, else of `from_account`."""
 
     seq: int
     ts_ns: int
-    kind: str                    # "deposit" | "withdrawal"
+    kind: str
     from_account: int
     to_account: int
     amount_micros: int
-    balance_micros: int          # the trader account's cash after the posting
+    balance_micros: int
 
 
 class SeriesListed(NamedTuple):
@@ -189,8 +195,96 @@ class DeadMansSwitchFired(NamedTuple):
     cancelled: int               # orders cancelled
 
 
+class DailySettlement(NamedTuple):
+    """A series was settled for a day (`SettleDaily`). Its variation margin postings follow as
+    `CashMoved` events of kind "variation_margin", `accounts` of them, crediting trader accounts
+    `total_vm_micros` net (an amendment: only the corrections). `amended` is True when it replaced an
+    earlier settlement of the same day. The series' reference price (band and margin) follows the
+    latest settled day."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+    date_ns: int                 # 00:00 UTC of the settlement date
+    price_ticks: int
+    digest: str
+    accounts: int                # CashMoved postings that follow
+    total_vm_micros: int
+    amended: bool
+
+
+class SettlementDuplicate(NamedTuple):
+    """A `SettleDaily` with the digest already recorded for the day: nothing changed."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+    date_ns: int
+    digest: str
+
+
+class DeliveriesAssigned(NamedTuple):
+    """`AssignDeliveries` ran: `deliveries` `DeliveryAssigned` events follow (none if no open positions)."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+    fsp_ticks: int               # the final settlement price
+    deliveries: int
+
+
+class DeliveryAssigned(NamedTuple):
+    """One delivery obligation (rulebook §7): the seller's and the buyer's positions each moved by
+    `lots` toward zero at the final settlement price."""
+
+    seq: int
+    ts_ns: int
+    delivery_id: str             # "<symbol>/<n>", n from 1 in allocation order
+    symbol: str
+    seller: int
+    buyer: int
+    lots: int
+    gpus: int                    # G = lots × GPUs per lot
+    gpu_hours: int               # Q = G × hours of the delivery period
+    fsp_ticks: int
+
+
+class DeliveriesAlreadyAssigned(NamedTuple):
+    """A repeated `AssignDeliveries`: nothing changed."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+    deliveries: int              # how many the first call made
+
+
+class DeliverySettled(NamedTuple):
+    """A delivery was settled (`SettleDelivery`); its postings follow as `CashMoved` events of kind
+    "delivery_invoice" and "delivery_damages" (an amendment: only the corrections, in either direction)."""
+
+    seq: int
+    ts_ns: int
+    delivery_id: str
+    digest: str
+    effective_micro_gpuh: int
+    invoice_micros: int
+    damages_micros: int
+    default: bool
+    amended: bool
+
+
+class DeliverySettlementDuplicate(NamedTuple):
+    """A `SettleDelivery` with the digest already recorded for the delivery: nothing changed."""
+
+    seq: int
+    ts_ns: int
+    delivery_id: str
+    digest: str
+
+
 Event = (
     Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired
     | AccountCreated | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
-    | CancelAllAfterSet | DeadMansSwitchFired
+    | CancelAllAfterSet | DeadMansSwitchFired | DailySettlement | SettlementDuplicate | DeliveriesAssigned
+    | DeliveryAssigned | DeliveriesAlreadyAssigned | DeliverySettled | DeliverySettlementDuplicate
 )

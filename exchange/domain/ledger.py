@@ -11,8 +11,9 @@ from typing import Final
 
 EXTERNAL: Final = -1   # the world outside: deposits come from it, withdrawals go to it
 FEES: Final = -2       # the exchange's fee income
+SETTLEMENT: Final = -3  # the clearing house's side of variation margin: it pays winners and collects from losers
 
-SYSTEM_ACCOUNTS: tuple[int, ...] = (EXTERNAL, FEES)
+SYSTEM_ACCOUNTS: tuple[int, ...] = (EXTERNAL, FEES, SETTLEMENT)
 
 
 class Ledger:

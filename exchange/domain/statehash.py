@@ -54,9 +54,12 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
         "ts_ns": engine.stamp.ts_ns,
         "series": [
             (symbol, _canonical(s.spec), s.reference_price_ticks, s.halted, s.terminated, s.book.trade_count,
-             [_order(o) for o in s.book.orders(BUY)], [_order(o) for o in s.book.orders(SELL)])
+             [_order(o) for o in s.book.orders(BUY)], [_order(o) for o in s.book.orders(SELL)],
+             sorted((date_ns, _canonical(settlement)) for date_ns, settlement in s.settlements.items()),
+             s.delivery_ids)
             for symbol, s in sorted(engine.series.items())
         ],
+        "deliveries": [_canonical(d) for _, d in sorted(engine.deliveries.items())],
         "accounts": [
             (account_id, a.enabled, a.margin_micros, a.cancel_all_at_ns, sorted(a.orders),
              [(symbol, e.position_lots, e.open_buy_lots, e.open_sell_lots, e.margin_micros,

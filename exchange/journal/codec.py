@@ -7,6 +7,9 @@ profile), self-describing enough to debug with any msgpack tool, and with intege
 Each command type has a stable tag (never renumber: journals on disk depend on it) and a field
 schema. Decoding rebuilds the exact values, enums included, so that a decoded command compares and
 `repr`s equal to the original (the state hash includes client-order retries' commands).
+
+msgpack writes tuples as arrays and reads them back as lists: fields that are tuples in the command
+(`SettleDaily.postings`, a tuple of (account id, amount) pairs) are rebuilt as tuples of tuples.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from exchange.domain.commands import (
     AdvanceTime,
     AmendOrder,
+    AssignDeliveries,
     CancelAllAfter,
     CancelOrder,
     Command,
@@ -30,6 +34,8 @@ from exchange.domain.commands import (
     MassCancel,
     PlaceOrder,
     SetAccountEnabled,
+    SettleDaily,
+    SettleDelivery,
     TerminateTrading,
     Withdraw,
 )
@@ -80,6 +86,18 @@ def _optional(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return optional
 
 
+def _pairs(value: Any) -> tuple[tuple[int, int], ...]:
+    """A sequence of (int, int) pairs (tuples, or lists as msgpack gives them back) as a tuple of tuples."""
+    if type(value) is not tuple and type(value) is not list:
+        raise TypeError(f"expected a list of pairs, got {value!r:.40}")
+    pairs = []
+    for pair in value:
+        if (type(pair) is not tuple and type(pair) is not list) or len(pair) != 2:
+            raise TypeError(f"expected a pair of integers, got {pair!r:.40}")
+        pairs.append((_int(pair[0]), _int(pair[1])))
+    return tuple(pairs)
+
+
 def _encode_spec(spec: SeriesSpec) -> list[Any]:
     return [spec.symbol, spec.product, spec.generation, str(spec.mfu_grade), spec.period.value, spec.gpus_per_lot,
             spec.delivery_start_ns, spec.delivery_end_ns, spec.trading_end_ns, spec.tick_micros,
@@ -113,13 +131,16 @@ _SCHEMA: dict[type, tuple[Callable[[Any], Any], ...]] = {
     MassCancel: (_INT, _optional(_str), _optional(_enum(Side))),
     AdvanceTime: (),
     CancelAllAfter: (_INT, _INT),
+    SettleDaily: (_STR, _INT, _INT, _pairs, _STR, _BOOL),
+    AssignDeliveries: (_STR,),
+    SettleDelivery: (_STR, _STR, _INT, _INT, _INT, _BOOL, _BOOL),
 }
 
 # Stable tags: append new command types at the end, never reuse or renumber.
 TAGS: MappingProxyType[type, int] = MappingProxyType({
     CreateAccount: 1, Deposit: 2, Withdraw: 3, SetAccountEnabled: 4, ListSeries: 5, HaltSeries: 6,
     TerminateTrading: 7, PlaceOrder: 8, CancelOrder: 9, AmendOrder: 10, MassCancel: 11, AdvanceTime: 12,
-    CancelAllAfter: 13,
+    CancelAllAfter: 13, SettleDaily: 14, AssignDeliveries: 15, SettleDelivery: 16,
 })
 _BY_TAG: dict[int, type] = {tag: kind for kind, tag in TAGS.items()}
 assert set(TAGS) == set(_SCHEMA), "every command type needs a tag and a schema"
@@ -145,7 +166,7 @@ def encode_command(command: Command) -> list[Any]:
             decode(value)
     except (TypeError, ValueError, ArithmeticError) as error:
         raise CodecError(f"bad {kind.__name__} fields: {error}") from None
-    # Enum members go in as they are: msgpack writes an int subclass as the plain int.
+    # Enum members go in as they are: msgpack writes an int subclass as the plain int; tuples as arrays.
     return [tag, *command]
 
 

@@ -25,11 +25,15 @@ are dropped: the matching loop skips them, so they never change an event), the i
 exposure and ledger balance in dict order, each account's dead man's switch deadline, the client-order-id
 table with its commands and original events, the expiry, termination and dead man's switch heaps as
 stored lists (so the heaps are identical, stale entries included), the next deadline, the counters and
-the limits.
+the limits; and the settlement state: each series' daily settlements and delivery ids, and every
+delivery with its settlement.
 
 Format versions: 2 added the dead man's switch (a deadline per account row, the "dead_mans" heap).
-A version 1 file is refused as an unknown version (its state hash could not match anyway: the hash
-now covers the switch), so recovery falls back to an older valid snapshot or the whole journal.
+3 added settlement: per series its daily settlements (date, price, digest, postings, in insertion
+order) and its delivery ids (None until assigned), and the engine's deliveries (in assignment order,
+each with its settlement or None); the ledger gained the SETTLEMENT system account. An older file is
+refused as an unknown version (its state hash could not match anyway: the hash covers all of it), so
+recovery falls back to an older valid snapshot or the whole journal.
 
 Events and the commands of the client-order-id table use a small exact value codec (`encode_value`):
 a stable tag per event class, for PlaceOrder, per enum and for tuples, so a decoded value compares
@@ -63,13 +67,19 @@ from exchange.domain.account import Account, Exposure
 from exchange.domain.book import BUY, SELL
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import ListSeries, PlaceOrder
-from exchange.domain.engine import Engine, EngineLimits, Series
+from exchange.domain.engine import Delivery, DeliverySettlement, Engine, EngineLimits, Series, Settlement
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    DailySettlement,
     DeadMansSwitchFired,
+    DeliveriesAlreadyAssigned,
+    DeliveriesAssigned,
+    DeliveryAssigned,
+    DeliverySettled,
+    DeliverySettlementDuplicate,
     DuplicateOrder,
     Event,
     MassCancelDone,
@@ -80,6 +90,7 @@ from exchange.domain.events import (
     Rejected,
     SeriesHaltChanged,
     SeriesListed,
+    SettlementDuplicate,
     Trade,
     TradingTerminated,
 )
@@ -93,7 +104,7 @@ from exchange.journal.codec import decode_command, encode_command
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"CXSNAP01"
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 SUFFIX: Final = ".snapshot"
 _PREFIX: Final = struct.Struct("<8sI")                 # magic, version: readable in every version
 HEADER: Final = struct.Struct("<8sIQ32sQ32s")          # magic, version, journal seq, state hash, body len, sha256
@@ -120,6 +131,8 @@ _RECORD_TAGS: Final[Mapping[type, int]] = MappingProxyType({
     Rejected: 10, DuplicateOrder: 11, OrderAccepted: 12, Trade: 13, OrderCancelled: 14, OrderAmended: 15,
     OrderExpired: 16, MassCancelDone: 17, AccountCreated: 18, AccountStatusChanged: 19, CashMoved: 20,
     SeriesListed: 21, SeriesHaltChanged: 22, TradingTerminated: 23, CancelAllAfterSet: 24, DeadMansSwitchFired: 25,
+    DailySettlement: 26, SettlementDuplicate: 27, DeliveriesAssigned: 28, DeliveryAssigned: 29,
+    DeliveriesAlreadyAssigned: 30, DeliverySettled: 31, DeliverySettlementDuplicate: 32,
     PlaceOrder: 40,  # the commands of the client-order-id table
 })
 _ENUM_TAGS: Final[Mapping[type[Enum], int]] = MappingProxyType({
@@ -242,13 +255,22 @@ def _body(engine: Engine) -> dict[str, Any]:
         "ts_ns": engine.stamp.ts_ns,
         "next_order_id": engine.next_order_id,
         "next_deadline_ns": engine._next_deadline_ns,
-        # [spec, halted, terminated, reference price, trade count, bid ids, ask ids] in listing order;
-        # the ids of each side in priority order (best price first, then time).
+        # [spec, halted, terminated, reference price, trade count, bid ids, ask ids, settlements, delivery
+        # ids] in listing order; the ids of each side in priority order (best price first, then time);
+        # settlements [[date, price, digest, [[account, vm], ...]], ...] in insertion order; delivery ids
+        # None until assigned.
         "series": [
             [_encode_spec(s.spec), s.halted, s.terminated, s.reference_price_ticks, s.book.trade_count,
-             [o.order_id for o in s.book.orders(BUY)], [o.order_id for o in s.book.orders(SELL)]]
+             [o.order_id for o in s.book.orders(BUY)], [o.order_id for o in s.book.orders(SELL)],
+             [[date_ns, x.price_ticks, x.digest, [list(p) for p in x.postings]]
+              for date_ns, x in s.settlements.items()],
+             None if s.delivery_ids is None else list(s.delivery_ids)]
             for s in engine.series.values()
         ],
+        # [id, symbol, seller, buyer, lots, gpus, gpu hours, fsp, settlement] in assignment order; settlement
+        # None or [digest, effective micro-GPU-hours, invoice, damages, default]
+        "deliveries": [[*d[:-1], None if d.settlement is None else list(d.settlement)]
+                       for d in engine.deliveries.values()],
         "orders": [_order_row(o) for o in engine.orders.values()],  # Engine.orders' insertion order
         # [id, enabled, margin, order ids in insertion order, [[symbol, position, open buys, open sells,
         #  margin, entry cost], ...] in insertion order, dead man's switch deadline (0: disarmed)]
@@ -291,12 +313,16 @@ def _engine(body: Any) -> Engine:
         orders[order.order_id] = order
 
     in_books = 0
-    for spec_fields, halted, terminated, reference_price, trade_count, bid_ids, ask_ids in body["series"]:
+    for (spec_fields, halted, terminated, reference_price, trade_count, bid_ids, ask_ids, settlements,
+         delivery_ids) in body["series"]:
         spec = _decode_spec(spec_fields)
         series = Series(spec, stamp)
         series.halted = halted
         series.terminated = terminated
         series.set_reference_price(reference_price)
+        for date_ns, price, digest, postings in settlements:
+            series.settlements[date_ns] = Settlement(price, digest, tuple((a, vm) for a, vm in postings))
+        series.delivery_ids = None if delivery_ids is None else tuple(delivery_ids)
         book = series.book
         book.trade_count = trade_count
         for side, ids in ((BUY, bid_ids), (SELL, ask_ids)):
@@ -341,6 +367,12 @@ def _engine(body: Any) -> Engine:
         if type(command) is not PlaceOrder or type(decoded_events) is not tuple:
             raise SnapshotError(f"client order {client_order_id!r}: not a command and a tuple of events")
         engine.client_orders[(account_id, client_order_id)] = (command, order_id, decoded_events)
+
+    for *fields, settled in body["deliveries"]:
+        delivery = Delivery._make([*fields, None if settled is None else DeliverySettlement._make(settled)])
+        if delivery.symbol not in engine.series or delivery.delivery_id in engine.deliveries:
+            raise SnapshotError(f"delivery {delivery.delivery_id} is a duplicate or of an unknown series")
+        engine.deliveries[delivery.delivery_id] = delivery
 
     engine._expiries = [(ts, order_id) for ts, order_id in body["expiries"]]
     engine._terminations = [(ts, symbol) for ts, symbol in body["terminations"]]

@@ -5,6 +5,8 @@ from exchange.store.projector import ProjectionError
 from exchange.store.store import (
     AccountRow,
     ApiKeyRow,
+    DailySettlementRow,
+    DeliveryRow,
     OrderRow,
     PositionRow,
     PostingRow,
@@ -14,6 +16,7 @@ from exchange.store.store import (
 )
 
 __all__ = [
-    "AccountRow", "ApiKeyRow", "OrderRow", "PositionRow", "PostingRow", "ProjectionError", "SeriesRow", "Store",
+    "AccountRow", "ApiKeyRow", "DailySettlementRow", "DeliveryRow", "OrderRow",
+    "PositionRow", "PostingRow", "ProjectionError", "SeriesRow", "Store",
     "TradeRow", "fill_position",
 ]

@@ -44,6 +44,8 @@ SYMBOL_LEN = 32
 LABEL_LEN = 16  # side, order type, time in force, STP mode, status, posting kind
 CLIENT_ORDER_ID_LEN = 64
 IDEMPOTENCY_KEY_LEN = 64
+DELIVERY_ID_LEN = 64  # "<symbol>/<n>"
+DIGEST_LEN = 64       # a settlement job's input digest: SHA-256 as hex
 
 
 class Base(DeclarativeBase):
@@ -199,12 +201,15 @@ class LedgerPostingRecord(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     leg: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     ts_ns: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(LABEL_LEN))     # deposit | withdrawal | fee
+    # deposit | withdrawal | fee | variation_margin | delivery_invoice | delivery_damages
+    kind: Mapped[str] = mapped_column(String(LABEL_LEN))
     from_account: Mapped[int] = mapped_column(BigInteger)
     to_account: Mapped[int] = mapped_column(BigInteger)
     amount_micros: Mapped[int] = mapped_column(BigInteger)
-    symbol: Mapped[str | None] = mapped_column(String(SYMBOL_LEN))   # fees: the trade's series
+    symbol: Mapped[str | None] = mapped_column(String(SYMBOL_LEN))   # fees, VM, deliveries: the series
     trade_id: Mapped[int | None] = mapped_column(BigInteger)         # fees: the trade
+    settlement_date: Mapped[dt.date | None] = mapped_column(Date)    # variation margin: the settlement day
+    delivery_id: Mapped[str | None] = mapped_column(String(DELIVERY_ID_LEN))  # invoices and damages
 
 
 class BalanceRecord(Base):
@@ -218,35 +223,49 @@ class BalanceRecord(Base):
 
 
 class DailySettlementRecord(Base):
-    """A series' daily settlement price (schema only: the settlement job fills it later)."""
+    """A series' settlement for a day (`DailySettlement`): its price and the settlement job's digest, as
+    last posted (an amendment overwrites the row; its corrections are in `ledger_postings`)."""
 
     __tablename__ = "daily_settlements"
 
     symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"), primary_key=True)
     settlement_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     price_ticks: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
     seq: Mapped[int] = mapped_column(BigInteger)
     ts_ns: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeliveryRecord(Base):
-    """One delivery obligation between a seller and a buyer (schema only: the delivery job fills it)."""
+    """One delivery obligation between a seller and a buyer (`DeliveryAssigned`), and its settlement
+    (`DeliverySettled`, as last posted: NULL until then). Keyed by the core's id `<symbol>/<n>`."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index(None, "symbol"),)
+    __table_args__ = (
+        UniqueConstraint("symbol", "number"),
+        Index(None, "seller_account_id"),
+        Index(None, "buyer_account_id"),
+    )
 
-    delivery_id: Mapped[int] = _id()
+    delivery_id: Mapped[str] = mapped_column(String(DELIVERY_ID_LEN), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(SYMBOL_LEN), ForeignKey("series.symbol"))
+    number: Mapped[int] = mapped_column(BigInteger)        # n of `<symbol>/<n>`, from 1 in allocation order
     seller_account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"))
     buyer_account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.account_id"))
     lots: Mapped[int] = mapped_column(BigInteger)
-    gpu_hours: Mapped[int] = mapped_column(BigInteger)
-    delivered_gpu_hours: Mapped[int | None] = mapped_column(BigInteger)
-    price_ticks: Mapped[int] = mapped_column(BigInteger)
-    adjustment_micros: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(LABEL_LEN))
-    seq: Mapped[int] = mapped_column(BigInteger)
-    ts_ns: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[int] = mapped_column(BigInteger)          # G
+    gpu_hours: Mapped[int] = mapped_column(BigInteger)     # Q
+    fsp_ticks: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(LABEL_LEN))  # assigned | settled
+    assigned_seq: Mapped[int] = mapped_column(BigInteger)
+    assigned_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_LEN))
+    effective_micro_gpuh: Mapped[int | None] = mapped_column(BigInteger)
+    invoice_micros: Mapped[int | None] = mapped_column(BigInteger)
+    damages_micros: Mapped[int | None] = mapped_column(BigInteger)
+    defaulted: Mapped[bool | None] = mapped_column(Boolean)
+    settled_seq: Mapped[int | None] = mapped_column(BigInteger)
+    settled_ts_ns: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class IdempotencyRecord(Base):

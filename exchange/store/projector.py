@@ -16,7 +16,9 @@ Event -> rows:
 |---|---|
 | AccountCreated | accounts: insert (enabled); balances: the account at 0 |
 | AccountStatusChanged | accounts: enabled |
-| CashMoved | ledger_postings: one posting (deposit / withdrawal); balances: both ledger accounts |
+| CashMoved | ledger_postings: one posting (its kind; VM postings carry the series and settlement date of the
+  `DailySettlement` before them, invoice and damages the series and delivery id of the `DeliverySettled`
+  before them); balances: both ledger accounts |
 | SeriesListed | series: insert from the spec |
 | SeriesHaltChanged | series: halted |
 | TradingTerminated | series: terminated |
@@ -28,23 +30,36 @@ Event -> rows:
 | OrderAmended | orders: price, remaining, quantity (cancelled = quantity - filled - remaining) |
 | Rejected, DuplicateOrder, MassCancelDone | nothing |
 | CancelAllAfterSet, DeadMansSwitchFired | nothing (the switch's cancellations come as OrderCancelled) |
+| DailySettlement | daily_settlements: upsert (price, digest); series: reference price, if the latest day |
+| DeliveryAssigned | deliveries: insert, status assigned; positions: seller and buyer each move `lots` toward
+  zero as a fill at the final settlement price (as the core does) |
+| DeliverySettled | deliveries: the settlement columns, status settled |
+| SettlementDuplicate, DeliveriesAssigned, DeliveriesAlreadyAssigned, DeliverySettlementDuplicate | nothing |
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.domain.account import fill_position
+from exchange.domain.engine import NS_PER_DAY
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    DailySettlement,
     DeadMansSwitchFired,
+    DeliveriesAlreadyAssigned,
+    DeliveriesAssigned,
+    DeliveryAssigned,
+    DeliverySettled,
+    DeliverySettlementDuplicate,
     DuplicateOrder,
     MassCancelDone,
     OrderAccepted,
@@ -54,6 +69,7 @@ from exchange.domain.events import (
     Rejected,
     SeriesHaltChanged,
     SeriesListed,
+    SettlementDuplicate,
     Trade,
     TradingTerminated,
 )
@@ -68,6 +84,8 @@ TIF = {int(t): t.label for t in TimeInForce}
 STP = {int(m): m.label for m in StpMode}
 
 OPEN, CLOSED, CANCELED, EXPIRED = "open", "closed", "canceled", "expired"
+ASSIGNED, SETTLED = "assigned", "settled"  # delivery statuses
+_EPOCH = dt.date(1970, 1, 1)
 
 IN_CHUNK = 500  # parameters per IN (...) query: well below SQLite's and PostgreSQL's limits
 
@@ -84,6 +102,12 @@ def _table(name: str) -> Table:
 
 ACCOUNTS, SERIES, ORDERS, TRADES = _table("accounts"), _table("series"), _table("orders"), _table("trades")
 POSITIONS, POSTINGS, BALANCES = _table("positions"), _table("ledger_postings"), _table("balances")
+SETTLEMENTS, DELIVERIES = _table("daily_settlements"), _table("deliveries")
+
+
+def settlement_date(date_ns: int) -> dt.date:
+    """The calendar date (UTC) of a settlement day given as 00:00 UTC in ns."""
+    return _EPOCH + dt.timedelta(days=date_ns // NS_PER_DAY)
 
 
 class Projection:
@@ -96,14 +120,20 @@ class Projection:
         self.orders: dict[int, Row] = {}
         self.positions: dict[tuple[int, str], Row] = {}
         self.balances: dict[int, Row] = {}
+        self.settlements: dict[tuple[str, dt.date], Row] = {}
+        self.latest_settlement: dict[str, dt.date] = {}   # per series with a settlement in the batch
+        self.deliveries: dict[str, Row] = {}
         self.trades: list[Row] = []
         self.postings: list[Row] = []
         self.last_event_seq = 0
+        # What the CashMoved postings of the current command settle: (symbol, date, delivery id).
+        self._context: tuple[str | None, dt.date | None, str | None] = (None, None, None)
         self._dirty_accounts: set[int] = set()
         self._dirty_series: set[str] = set()
         self._dirty_orders: set[int] = set()
         self._dirty_positions: set[tuple[int, str]] = set()
         self._dirty_balances: set[int] = set()
+        self._dirty_deliveries: set[str] = set()
         self._handlers: dict[type, Callable[[Any], None]] = {
             Trade: self._trade, OrderAccepted: self._accepted, OrderCancelled: self._cancelled,
             OrderAmended: self._amended, OrderExpired: self._expired, CashMoved: self._cash_moved,
@@ -112,6 +142,10 @@ class Projection:
             TradingTerminated: self._trading_terminated,
             Rejected: self._nothing, DuplicateOrder: self._nothing, MassCancelDone: self._nothing,
             CancelAllAfterSet: self._nothing, DeadMansSwitchFired: self._nothing,
+            DailySettlement: self._daily_settlement, DeliveryAssigned: self._delivery_assigned,
+            DeliverySettled: self._delivery_settled, SettlementDuplicate: self._nothing,
+            DeliveriesAssigned: self._nothing, DeliveriesAlreadyAssigned: self._nothing,
+            DeliverySettlementDuplicate: self._nothing,
         }
 
     # -- 1. load -----------------------------------------------------------------------------
@@ -125,6 +159,9 @@ class Projection:
         account_ids: set[int] = set()
         new_series: set[str] = set()
         symbols: set[str] = set()
+        settled_symbols: set[str] = set()
+        new_deliveries: set[str] = set()
+        delivery_ids: set[str] = set()
         for item in batch:
             for ev in item.events:
                 event: Any = ev  # dispatch on the exact type (cheaper than isinstance on the hot path)
@@ -151,6 +188,15 @@ class Projection:
                     new_series.add(event.spec.symbol)
                 elif kind is SeriesHaltChanged or kind is TradingTerminated:
                     symbols.add(event.symbol)
+                elif kind is DailySettlement:
+                    settled_symbols.add(event.symbol)
+                elif kind is DeliveryAssigned:
+                    new_deliveries.add(event.delivery_id)
+                    position_keys.add((event.seller, event.symbol))
+                    position_keys.add((event.buyer, event.symbol))
+                elif kind is DeliverySettled:
+                    delivery_ids.add(event.delivery_id)
+        symbols |= settled_symbols
         for row in self._select(ORDERS, ORDERS.c.order_id, order_ids - new_orders):
             self.orders[row["order_id"]] = row
         for row in self._select(ACCOUNTS, ACCOUNTS.c.account_id, account_ids - new_accounts):
@@ -159,6 +205,13 @@ class Projection:
             self.series[row["symbol"]] = row
         for row in self._select(BALANCES, BALANCES.c.ledger_account, ledger_accounts - new_accounts):
             self.balances[row["ledger_account"]] = row
+        for row in self._select(DELIVERIES, DELIVERIES.c.delivery_id, delivery_ids - new_deliveries):
+            self.deliveries[row["delivery_id"]] = row
+        if settled_symbols:
+            latest = select(SETTLEMENTS.c.symbol, func.max(SETTLEMENTS.c.settlement_date)).where(
+                SETTLEMENTS.c.symbol.in_(sorted(settled_symbols))).group_by(SETTLEMENTS.c.symbol)
+            for symbol, date in self.conn.execute(latest):
+                self.latest_settlement[symbol] = date
         if position_keys:
             wanted_symbols = {symbol for _, symbol in position_keys}
             for row in self._select(POSITIONS, POSITIONS.c.account_id, {a for a, _ in position_keys}):
@@ -176,6 +229,7 @@ class Projection:
     def apply(self, batch: Sequence[Sequenced]) -> None:
         handlers = self._handlers
         for item in batch:
+            self._context = (None, None, None)
             for event in item.events:
                 handler = handlers.get(type(event))
                 if handler is None:
@@ -185,7 +239,8 @@ class Projection:
 
     @staticmethod
     def _nothing(_: object) -> None:
-        """Rejected, DuplicateOrder, MassCancelDone, CancelAllAfterSet, DeadMansSwitchFired: nothing to store."""
+        """Rejected, DuplicateOrder, MassCancelDone, CancelAllAfterSet, DeadMansSwitchFired, SettlementDuplicate,
+        DeliveriesAssigned, DeliveriesAlreadyAssigned, DeliverySettlementDuplicate: nothing to store."""
 
     def _order(self, order_id: int) -> Row:
         row = self.orders.get(order_id)
@@ -258,10 +313,11 @@ class Projection:
         self._dirty_positions.add(key)
 
     def _post(self, seq: int, leg: int, ts: int, kind: str, from_account: int, to_account: int, amount: int,
-              symbol: str | None = None, trade_id: int | None = None) -> None:
+              symbol: str | None = None, trade_id: int | None = None, date: dt.date | None = None,
+              delivery_id: str | None = None) -> None:
         self.postings.append({"seq": seq, "leg": leg, "ts_ns": ts, "kind": kind, "from_account": from_account,
                               "to_account": to_account, "amount_micros": amount, "symbol": symbol,
-                              "trade_id": trade_id})
+                              "trade_id": trade_id, "settlement_date": date, "delivery_id": delivery_id})
         self._move(from_account, -amount, seq)
         self._move(to_account, amount, seq)
 
@@ -301,7 +357,9 @@ class Projection:
         order["updated_ts_ns"] = e.ts_ns
 
     def _cash_moved(self, e: CashMoved) -> None:
-        self._post(e.seq, 0, e.ts_ns, e.kind, e.from_account, e.to_account, e.amount_micros)
+        symbol, date, delivery_id = self._context
+        self._post(e.seq, 0, e.ts_ns, e.kind, e.from_account, e.to_account, e.amount_micros, symbol, None, date,
+                   delivery_id)
         trader = e.to_account if e.to_account > 0 else e.from_account
         projected = self.balances[trader]["balance_micros"]
         if projected != e.balance_micros:
@@ -342,6 +400,40 @@ class Projection:
         }
         self._dirty_series.add(s.symbol)
 
+    def _daily_settlement(self, e: DailySettlement) -> None:
+        date = settlement_date(e.date_ns)
+        self.settlements[(e.symbol, date)] = {"symbol": e.symbol, "settlement_date": date,
+                                              "price_ticks": e.price_ticks, "digest": e.digest, "seq": e.seq,
+                                              "ts_ns": e.ts_ns}
+        latest = self.latest_settlement.get(e.symbol)
+        if latest is None or date >= latest:
+            self.latest_settlement[e.symbol] = date
+            self._series(e.symbol).update(reference_price_ticks=e.price_ticks, updated_seq=e.seq,
+                                          updated_ts_ns=e.ts_ns)
+        self._context = (e.symbol, date, None)
+
+    def _delivery_assigned(self, e: DeliveryAssigned) -> None:
+        self.deliveries[e.delivery_id] = {
+            "delivery_id": e.delivery_id, "symbol": e.symbol, "number": int(e.delivery_id.rpartition("/")[2]),
+            "seller_account_id": e.seller, "buyer_account_id": e.buyer, "lots": e.lots, "gpus": e.gpus,
+            "gpu_hours": e.gpu_hours, "fsp_ticks": e.fsp_ticks, "status": ASSIGNED, "assigned_seq": e.seq,
+            "assigned_ts_ns": e.ts_ns, "digest": None, "effective_micro_gpuh": None, "invoice_micros": None,
+            "damages_micros": None, "defaulted": None, "settled_seq": None, "settled_ts_ns": None,
+        }
+        self._dirty_deliveries.add(e.delivery_id)
+        self._fill(e.seller, e.symbol, e.lots, e.fsp_ticks, e.seq, e.ts_ns)
+        self._fill(e.buyer, e.symbol, -e.lots, e.fsp_ticks, e.seq, e.ts_ns)
+
+    def _delivery_settled(self, e: DeliverySettled) -> None:
+        row = self.deliveries.get(e.delivery_id)
+        if row is None:
+            raise ProjectionError(f"an event refers to delivery {e.delivery_id}, which the store has never seen")
+        row.update(status=SETTLED, digest=e.digest, effective_micro_gpuh=e.effective_micro_gpuh,
+                   invoice_micros=e.invoice_micros, damages_micros=e.damages_micros, defaulted=e.default,
+                   settled_seq=e.seq, settled_ts_ns=e.ts_ns)
+        self._dirty_deliveries.add(e.delivery_id)
+        self._context = (row["symbol"], None, e.delivery_id)
+
     # -- 3. flush ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Write the batch back: parents before children, so foreign keys hold at every statement."""
@@ -352,6 +444,8 @@ class Projection:
         if self.trades:
             conn.execute(TRADES.insert(), self.trades)
         self._upsert(POSITIONS, [self.positions[k] for k in sorted(self._dirty_positions)])
+        self._upsert(SETTLEMENTS, [self.settlements[k] for k in sorted(self.settlements)])
+        self._upsert(DELIVERIES, [self.deliveries[k] for k in sorted(self._dirty_deliveries)])
         if self.postings:
             conn.execute(POSTINGS.insert(), self.postings)
         self._upsert(BALANCES, [self.balances[k] for k in sorted(self._dirty_balances)])

@@ -16,6 +16,7 @@ Reads return plain frozen dataclasses, never ORM objects.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -36,6 +37,8 @@ from exchange.store.models import (
     AccountRecord,
     ApiKeyRecord,
     BalanceRecord,
+    DailySettlementRecord,
+    DeliveryRecord,
     IdempotencyRecord,
     LedgerPostingRecord,
     OrderRecord,
@@ -144,6 +147,43 @@ class PostingRow:
     amount_micros: int
     symbol: str | None
     trade_id: int | None
+    settlement_date: dt.date | None = None   # variation margin: the settlement day
+    delivery_id: str | None = None           # delivery invoices and damages
+
+
+@dataclass(frozen=True, slots=True)
+class DailySettlementRow:
+    symbol: str
+    settlement_date: dt.date
+    price_ticks: int
+    digest: str
+    seq: int
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery; the settlement fields are None until it is settled (status "assigned" -> "settled")."""
+
+    delivery_id: str
+    symbol: str
+    number: int
+    seller_account_id: int
+    buyer_account_id: int
+    lots: int
+    gpus: int
+    gpu_hours: int
+    fsp_ticks: int
+    status: str
+    assigned_seq: int
+    assigned_ts_ns: int
+    digest: str | None
+    effective_micro_gpuh: int | None
+    invoice_micros: int | None
+    damages_micros: int | None
+    defaulted: bool | None
+    settled_seq: int | None
+    settled_ts_ns: int | None
 
 
 def _check_limit(limit: int) -> None:
@@ -478,6 +518,37 @@ class Store:
                                                          LedgerPostingRecord.leg > last["leg"])
                                      .order_by(*order)).mappings()
         return [PostingRow(**row) for row in rows]
+
+    # -- settlement --------------------------------------------------------------------------
+    def daily_settlements(self, symbol: str | None = None, date: dt.date | None = None) -> list[DailySettlementRow]:
+        """Daily settlements by (symbol, date), optionally of one series and/or one date."""
+        query = select(DailySettlementRecord.__table__)
+        if symbol is not None:
+            query = query.where(DailySettlementRecord.symbol == symbol)
+        if date is not None:
+            query = query.where(DailySettlementRecord.settlement_date == date)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(DailySettlementRecord.symbol,
+                                               DailySettlementRecord.settlement_date)).mappings().all()
+        return [DailySettlementRow(**row) for row in rows]
+
+    def deliveries(self, symbol: str | None = None, account_id: int | None = None) -> list[DeliveryRow]:
+        """Deliveries by (symbol, number), optionally of one series and/or with one account as seller or buyer."""
+        query = select(DeliveryRecord.__table__)
+        if symbol is not None:
+            query = query.where(DeliveryRecord.symbol == symbol)
+        if account_id is not None:
+            query = query.where(or_(DeliveryRecord.seller_account_id == account_id,
+                                    DeliveryRecord.buyer_account_id == account_id))
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(DeliveryRecord.symbol, DeliveryRecord.number)).mappings().all()
+        return [DeliveryRow(**row) for row in rows]
+
+    def delivery(self, delivery_id: str) -> DeliveryRow | None:
+        with self._begin() as conn:
+            row = conn.execute(select(DeliveryRecord.__table__)
+                               .where(DeliveryRecord.delivery_id == delivery_id)).mappings().first()
+        return DeliveryRow(**row) if row is not None else None
 
 
 def _sqlite_setup(engine: Engine) -> None:

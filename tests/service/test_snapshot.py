@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from exchange.domain.book import Level, OrderBook
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.commands import (
     AdvanceTime,
+    AssignDeliveries,
     CancelAllAfter,
     CancelOrder,
     Command,
@@ -22,17 +24,27 @@ from exchange.domain.commands import (
     HaltSeries,
     ListSeries,
     PlaceOrder,
+    SettleDaily,
+    SettleDelivery,
     TerminateTrading,
 )
 from exchange.domain.engine import Engine, EngineLimits, Series
 from exchange.domain.events import (
     CancelAllAfterSet,
+    CashMoved,
+    DailySettlement,
     DeadMansSwitchFired,
+    DeliveriesAlreadyAssigned,
+    DeliveriesAssigned,
+    DeliveryAssigned,
+    DeliverySettled,
+    DeliverySettlementDuplicate,
     DuplicateOrder,
     Event,
     OrderCancelled,
     OrderExpired,
     Rejected,
+    SettlementDuplicate,
     Trade,
     TradingTerminated,
 )
@@ -57,6 +69,7 @@ from exchange.service.snapshot import (
 )
 from exchange.testing.flow import random_commands
 from exchange.testing.specs import T0_NS, make_spec
+from tests.domain.settlement import D0, D1, SYMBOL, settlement_stream
 
 Stream = list[tuple[Command, int]]
 
@@ -267,6 +280,11 @@ def test_value_codec_is_exact() -> None:
         DuplicateOrder(3, 4, 1, "c", 7, (Trade(1, 2, "S", 1, 480, 2, Side.BUY, 1, 2, 3, 4, 0, 0, 0, 5),)),
         CancelAllAfterSet(5, 6, 1, 7), DeadMansSwitchFired(8, 9, 1, 2),
         OrderCancelled(1, 2, 3, 4, "S", Side.SELL, 1, 0, CancelReason.DEAD_MANS_SWITCH),
+        DailySettlement(1, 2, "S", 0, 480, "ab" * 32, 2, -5, True), SettlementDuplicate(3, 4, "S", 0, "cd" * 32),
+        DeliveriesAssigned(5, 6, "S", 484, 2), DeliveryAssigned(7, 8, "S/1", "S", 1, 2, 3, 24, 576, 484),
+        DeliveriesAlreadyAssigned(9, 10, "S", 0), DeliverySettled(11, 12, "S/1", "ef" * 32, 10, 20, 0, True, False),
+        DeliverySettlementDuplicate(13, 14, "S/1", "ef" * 32),
+        CashMoved(15, 16, "variation_margin", -3, 1, 5, 5),
     ]
     for value in values:
         packed = msgpack.packb(encode_value(value), use_bin_type=True)
@@ -276,6 +294,65 @@ def test_value_codec_is_exact() -> None:
         encode_value(1.5)
     with pytest.raises(SnapshotError, match="unknown value tag 999"):
         decode_value([999])
+
+
+def test_settlement_state_survives_a_snapshot_at_every_point() -> None:
+    """Settlements (with a duplicate and an amendment), assignment and delivery settlements (with
+    amendments): a snapshot after any command restores an engine that carries on exactly."""
+    stream = settlement_stream()
+    reference = Engine()
+    expected = _run(reference, stream)
+    final_hash = state_hash(reference)
+    for cut in range(len(stream) + 1):
+        _assert_continues_exactly(stream, cut, expected, final_hash)
+    restored = _roundtrip(reference, len(stream))
+    assert restored.deliveries == reference.deliveries and list(restored.deliveries) == list(reference.deliveries)
+    for symbol, series in reference.series.items():
+        assert restored.series[symbol].settlements == series.settlements
+        assert list(restored.series[symbol].settlements) == list(series.settlements)
+        assert restored.series[symbol].delivery_ids == series.delivery_ids
+    assert all(type(p) is tuple for s in restored.series.values() for x in s.settlements.values() for p in x.postings)
+    assert restored.ledger.balances == reference.ledger.balances
+    # A repeat after the restore is still a duplicate, an amendment still posts only differences.
+    for command, _ in stream:
+        if isinstance(command, SettleDelivery | SettleDaily | AssignDeliveries):
+            out = restored.apply(command, reference.stamp.ts_ns)
+            assert type(out[-1]).__name__ in ("SettlementDuplicate", "DeliveriesAlreadyAssigned",
+                                              "DeliverySettlementDuplicate", "Rejected")
+
+
+def test_the_state_hash_covers_settlements_and_deliveries() -> None:
+    engine = Engine()
+    _run(engine, settlement_stream())
+    data = snapshot_bytes(engine, 0)
+    first = f"{SYMBOL}/1"
+
+    def settlement(e: Engine, **change: Any) -> None:
+        series = e.series[SYMBOL]
+        series.settlements[D0] = series.settlements[D0]._replace(**change)
+
+    def delivery(e: Engine, **change: Any) -> None:
+        settled = e.deliveries[first].settlement
+        assert settled is not None
+        e.deliveries[first] = e.deliveries[first]._replace(settlement=settled._replace(**change))
+
+    mutations: list[Callable[[Engine], object]] = [
+        lambda e: settlement(e, digest="0" * 64),
+        lambda e: settlement(e, price_ticks=1),
+        lambda e: settlement(e, postings=()),
+        lambda e: e.series[SYMBOL].settlements.pop(D1),
+        lambda e: setattr(e.series[SYMBOL], "delivery_ids", None),
+        lambda e: e.deliveries.pop(first),
+        lambda e: delivery(e, default=True),
+        lambda e: delivery(e, invoice_micros=0),
+        lambda e: e.deliveries.__setitem__(first, e.deliveries[first]._replace(settlement=None)),
+    ]
+    hashes = {state_hash(engine)}
+    for mutate in mutations:
+        copy = restore(data)
+        mutate(copy)
+        hashes.add(state_hash(copy))
+    assert len(hashes) == len(mutations) + 1
 
 
 def _fields(cls: type, instance: object = None) -> set[str]:
@@ -294,10 +371,10 @@ def test_every_piece_of_engine_state_is_known_to_the_snapshot() -> None:
     book = next(iter(engine.series.values())).book
     assert _fields(Engine, engine) == {
         "limits", "audit_every_commands", "commands_applied", "stamp", "series", "accounts", "ledger", "orders",
-        "next_order_id", "client_orders", "_expiries", "_terminations", "_dead_mans", "_next_deadline_ns",
-        "_handlers"}
-    assert _fields(Series) == {"band_high_ticks", "band_low_ticks", "book", "halted", "im_per_lot_micros",
-                               "reference_price_ticks", "spec", "terminated"}
+        "next_order_id", "client_orders", "deliveries", "_expiries", "_terminations", "_dead_mans",
+        "_next_deadline_ns", "_handlers"}
+    assert _fields(Series) == {"band_high_ticks", "band_low_ticks", "book", "delivery_ids", "halted",
+                               "im_per_lot_micros", "reference_price_ticks", "settlements", "spec", "terminated"}
     assert _fields(OrderBook, book) == {"spec", "symbol", "_stamp", "bids", "asks", "_bid_prices", "_ask_prices",
                                         "best_bid", "best_ask", "trade_count", "_tick_value_micros",
                                         "_taker_fee_ppm", "_maker_fee_ppm"}
@@ -373,7 +450,7 @@ def test_wrong_magic_unknown_version_trailing_bytes() -> None:
     data = _small_snapshot()
     with pytest.raises(SnapshotError, match=r"not a snapshot: magic b'CXJOURNL', expected b'CXSNAP01'"):
         read_snapshot(b"CXJOURNL" + data[8:])
-    for version in (FORMAT_VERSION - 1, FORMAT_VERSION + 1):  # 1: before the dead man's switch
+    for version in (1, FORMAT_VERSION - 1, FORMAT_VERSION + 1):  # 1: before the switch, 2: before settlement
         with pytest.raises(SnapshotError, match=rf"unknown snapshot format version {version} \(this build reads "
                                                 rf"version {FORMAT_VERSION}\)"):
             read_snapshot(_resealed(data, version=version))

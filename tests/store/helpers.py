@@ -14,7 +14,7 @@ from exchange.domain.order import Side
 from exchange.service.sequencer import Sequenced
 from exchange.store import Store
 from exchange.store.models import Base
-from exchange.store.projector import CANCELED, CLOSED, EXPIRED, OPEN
+from exchange.store.projector import CANCELED, CLOSED, EXPIRED, OPEN, settlement_date
 from exchange.testing.flow import random_commands
 
 
@@ -56,8 +56,8 @@ def assert_matches_engine(store: Store, engine: Engine, items: list[Sequenced]) 
     # Accounts and series.
     assert {a.account_id: a.enabled for a in store.accounts()} == {
         i: a.enabled for i, a in engine.accounts.items()}
-    assert {s.symbol: (s.halted, s.terminated) for s in store.series()} == {
-        symbol: (s.halted, s.terminated) for symbol, s in engine.series.items()}
+    assert {s.symbol: (s.halted, s.terminated, s.reference_price_ticks) for s in store.series()} == {
+        symbol: (s.halted, s.terminated, s.reference_price_ticks) for symbol, s in engine.series.items()}
 
     # Orders: the open ones are exactly the engine's live orders, field by field; every order adds up.
     stored_open = {}
@@ -102,6 +102,26 @@ def assert_matches_engine(store: Store, engine: Engine, items: list[Sequenced]) 
             total += sum(p.amount_micros if p.to_account == ledger_account else -p.amount_micros for p in postings)
             after = postings[-1].seq
         assert total == balance, ledger_account
+
+    # Settlement: each series' daily settlements (price and digest as last posted) and every delivery.
+    assert {(r.symbol, r.settlement_date): (r.price_ticks, r.digest) for r in store.daily_settlements()} == {
+        (symbol, settlement_date(date_ns)): (x.price_ticks, x.digest)
+        for symbol, s in engine.series.items() for date_ns, x in s.settlements.items()}
+    deliveries = store.deliveries()
+    assert [d.delivery_id for d in deliveries] == [
+        delivery_id for symbol in sorted(engine.series) for delivery_id in engine.series[symbol].delivery_ids or ()]
+    for stored in deliveries:
+        d = engine.deliveries[stored.delivery_id]
+        assert (stored.symbol, stored.number, stored.seller_account_id, stored.buyer_account_id, stored.lots,
+                stored.gpus, stored.gpu_hours, stored.fsp_ticks) == (
+            d.symbol, int(d.delivery_id.split("/")[-1]), d.seller, d.buyer, d.lots, d.gpus, d.gpu_hours, d.fsp_ticks)
+        x = d.settlement
+        settled = None if x is None else (x.digest, x.effective_micro_gpuh, x.invoice_micros, x.damages_micros,
+                                          x.default)
+        assert stored.status == ("assigned" if x is None else "settled")
+        assert (None if stored.digest is None else (stored.digest, stored.effective_micro_gpuh, stored.invoice_micros,
+                                                 stored.damages_micros, stored.defaulted)) == settled
+        assert store.delivery(stored.delivery_id) == stored
 
     # Trades: the count and the lots of the events; per series, ids 1..n without a hole.
     trades = [e for item in items for e in item.events if type(e) is Trade]

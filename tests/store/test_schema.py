@@ -31,7 +31,7 @@ def test_migrate_is_idempotent_and_reversible(store: Store) -> None:
     assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
     store.migrate()
     assert store.last_seq() == 0
-    assert store.balances() == {-2: 0, -1: 0}
+    assert store.balances() == {-3: 0, -2: 0, -1: 0}
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
