@@ -21,7 +21,7 @@ from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
 from exchange.api.ratelimit import RateLimits
-from exchange.api.routes import account, admin, health, market, orders, ws_orders
+from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import ErrorOut
 from exchange.catalog import Catalog, load_catalog
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         store.migrate()
         config = ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
                                snapshot_every_commands=settings.snapshot_every_commands,
-                               audit_every_commands=settings.audit_every_commands)
+                               audit_every_commands=settings.audit_every_commands, projection_thread=True)
         service = ExchangeService(config, store, clock_ns)
         runtime = Runtime(settings, catalog, store, service, settings.load_master_key(), metrics,
                           RateLimits.from_settings(settings), clock_ns)
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
                   responses=ERROR_RESPONSES,
                   description="GPU-hour futures graded by MFU. Signed requests: see the README's API section.")
     install_error_handlers(app)
-    for module in (health, market, orders, account, admin, ws_orders):
+    for module in (health, market, orders, account, settlement, admin, ws_orders):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
     return app

@@ -77,8 +77,12 @@ def verify_signed(runtime: Runtime, key_id: str | None, timestamp: str | None, s
 
 
 def path_with_query(request: Request) -> str:
+    """The request target as sent, percent-encoding included: what the client signed (`request.url.path`
+    is decoded, so a client that encodes a path segment, as it must, would never match it)."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
     query = request.url.query
-    return request.url.path + ("?" + query if query else "")
+    return path + ("?" + query if query else "")
 
 
 async def public_rate_limit(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:

@@ -5,10 +5,12 @@ Everything is exact: ticks and micro-dollars become decimal strings, never float
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from exchange.domain.account import Exposure
+from exchange.domain.events import OrderAccepted, OrderCancelled, Trade
 from exchange.domain.order import OrderType, Side, StpMode, TimeInForce
 from exchange.domain.spec import SeriesSpec
 from exchange.domain.units import micros_to_usd, ticks_to_price
@@ -70,6 +72,47 @@ def order(row: OrderRow, spec: SeriesSpec, fills: tuple[int, int] | None) -> dic
         "cancelled": row.cancelled_lots, "average": average, "status": row.status,
         "cancel_reason": row.cancel_reason, "expire_time_ns": row.expire_ts_ns,
         "created_ns": row.created_ts_ns, "updated_ns": row.updated_ts_ns, "seq": row.updated_seq,
+    }
+
+
+def placed_order(accepted: OrderAccepted, events: Sequence[object], spec: SeriesSpec) -> dict[str, Any]:
+    """A new order as its own command's events leave it: the same shape and values the store gives
+    (`order`), without reading the store (the hot path of order entry)."""
+    order_id = accepted.order_id
+    remaining, filled, cost, cancelled = accepted.qty_lots, 0, 0, 0
+    status, reason = "open", None
+    updated_seq, updated_ts = accepted.seq, accepted.ts_ns
+    for event in events:
+        kind = type(event)
+        if kind is Trade:
+            assert isinstance(event, Trade)
+            if order_id in (event.taker_order_id, event.maker_order_id):
+                filled += event.qty_lots
+                cost += event.qty_lots * event.price_ticks
+                remaining = (event.taker_remaining_lots if event.taker_order_id == order_id
+                             else event.maker_remaining_lots)
+                if not remaining:
+                    status = "closed"
+                updated_seq, updated_ts = event.seq, event.ts_ns
+        elif kind is OrderCancelled:
+            assert isinstance(event, OrderCancelled)
+            if event.order_id == order_id:
+                cancelled += event.cancelled_lots
+                remaining = event.remaining_lots
+                reason = str(event.reason)
+                if not remaining:
+                    status = "canceled"
+                updated_seq, updated_ts = event.seq, event.ts_ns
+    return {
+        "id": str(order_id), "client_order_id": accepted.client_order_id, "symbol": accepted.symbol,
+        "side": Side(accepted.side).label, "type": OrderType(accepted.order_type).label,
+        "time_in_force": TimeInForce(accepted.tif).name, "post_only": accepted.post_only,
+        "stp": StpMode(accepted.stp).label,
+        "price": price(accepted.price_ticks, spec) if accepted.price_ticks is not None else None,
+        "amount": accepted.qty_lots, "filled": filled, "remaining": remaining, "cancelled": cancelled,
+        "average": _average(cost, filled, spec) if filled else None, "status": status, "cancel_reason": reason,
+        "expire_time_ns": accepted.expire_ts_ns, "created_ns": accepted.ts_ns, "updated_ns": updated_ts,
+        "seq": updated_seq,
     }
 
 

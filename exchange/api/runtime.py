@@ -20,6 +20,7 @@ from exchange.domain.engine import Engine
 from exchange.domain.events import Event, Rejected
 from exchange.domain.spec import SeriesSpec
 from exchange.service.exchange_service import ExchangeService
+from exchange.service.projection_worker import ProjectionFailed
 from exchange.service.sequencer import SequencerBusy, SequencerError
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -64,10 +65,15 @@ class Runtime:
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the exchange is not accepting commands",
                            retry_after_s=1)
         try:
-            return await asyncio.wait_for(self.service.submit(command), self.settings.submit_timeout_s)
+            async with asyncio.timeout(self.settings.submit_timeout_s):
+                result = await self.service.submit_sequenced(command)
+                # Read-your-writes: answer once the store shows the command (the projection runs on its
+                # own thread, so this waits without holding up anyone else).
+                await self.service.wait_projected(result.seq)
+                return result.events
         except SequencerBusy:
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the sequencer queue is full", retry_after_s=1) from None
-        except (SequencerError, TimeoutError) as error:
+        except (SequencerError, ProjectionFailed, TimeoutError) as error:
             # Outcome unknown (like a crash): the client retries with the same client order id / key.
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, f"the command's outcome is unknown: {error!r}",
                            retry_after_s=1) from None

@@ -317,6 +317,31 @@ class KeyOut(BaseModel):
     scopes: list[str]
 
 
+class SettlementOut(BaseModel):
+    symbol: str
+    date: str
+    price: str
+    final: bool
+    seq: int
+    ts_ns: int
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: str
+    symbol: str
+    seller: int
+    buyer: int
+    lots: int
+    gpus: int
+    gpu_hours: int
+    final_settlement_price: str
+    status: str
+    effective_gpu_hours: str | None
+    invoice: str | None
+    damages: str | None
+    default: bool | None
+
+
 class RevokedOut(BaseModel):
     key_id: str
     revoked: bool

@@ -82,7 +82,7 @@ async def place(runtime: Runtime, principal: Principal, body: PlaceOrderBody) ->
             return 200, await order_view(runtime, principal.account_id, (event.order_id, None))
         if isinstance(event, OrderAccepted):
             runtime.metrics.observe_order("accepted", runtime.clock_ns() - started_ns)
-            return 201, await order_view(runtime, principal.account_id, (event.order_id, None))
+            return 201, present.placed_order(event, events, spec)
     raise AssertionError(f"PlaceOrder produced neither acceptance nor rejection: {events!r}")
 
 
@@ -93,6 +93,8 @@ async def amend(runtime: Runtime, principal: Principal, ref: OrderRef,
     price_ticks = None
     if body.price is not None:
         current = await order_view(runtime, principal.account_id, ref)
+        if current["status"] != "open":   # what the engine would answer: not a price off this series' grid
+            raise rejected(RejectCode.ORDER_NOT_OPEN, "no open order with this id for this account")
         price_ticks = _ticks(body.price, runtime.spec(current["symbol"]))
     events = await runtime.submit(AmendOrder(principal.account_id, ref[0], price_ticks, body.amount, ref[1]))
     _raise_rejection(events)

@@ -33,16 +33,17 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Literal
 
 from exchange.domain.commands import AdvanceTime, Command
 from exchange.domain.engine import Engine, EngineLimits
 from exchange.domain.events import Event
 from exchange.domain.statehash import state_hash
 from exchange.journal.journal import Journal, read_entries
+from exchange.service.projection_worker import ProjectionWorker, Projector
 from exchange.service.recovery import recover
 from exchange.service.sequencer import Sequenced, Sequencer, SequencerBusy, SequencerStopped, State
 from exchange.service.snapshot import latest_valid_snapshot, write_snapshot
@@ -50,14 +51,6 @@ from exchange.service.snapshot import latest_valid_snapshot, write_snapshot
 log = logging.getLogger(__name__)
 
 PROJECT_BATCH_MAX = 1_000  # events of this many commands per projection transaction during catch-up
-
-
-class Projector(Protocol):
-    """A projection of the event stream that remembers the last journal seq it applied."""
-
-    def last_seq(self) -> int: ...
-
-    def project(self, batch: Sequence[Sequenced]) -> None: ...
 
 
 class DataDirLocked(RuntimeError):
@@ -74,6 +67,7 @@ class ServiceConfig:
     batch_max: int = 1024
     queue_max: int = 65_536
     deadline_poll_ms: int = 50                  # 0: no deadline task (time moves only with commands)
+    projection_thread: bool = False             # project on a thread, off the event loop (the server)
 
     @property
     def journal_dir(self) -> Path:
@@ -108,6 +102,7 @@ class ExchangeService:
         self._since_snapshot = 0
         self._children: list[int] = []
         self._deadline_task: asyncio.Task[None] | None = None
+        self._projection: ProjectionWorker | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -143,6 +138,8 @@ class ExchangeService:
         assert self.engine is not None and self.journal is not None
         self.sequencer = Sequencer(self.engine, self.journal, self.clock_ns, self.config.batch_max,
                                    self.config.queue_max, on_events=self._after_commit)
+        if self.projector is not None and self.config.projection_thread:
+            self._projection = ProjectionWorker(self.projector, asyncio.get_running_loop(), self.journal.last_seq)
         await self.sequencer.start()
         if self.config.deadline_poll_ms > 0:
             self._deadline_task = asyncio.create_task(self._run_deadlines(), name="deadlines")
@@ -151,10 +148,24 @@ class ExchangeService:
         assert self.sequencer is not None, "start() the service first"
         return await self.sequencer.submit(command)
 
+    async def submit_sequenced(self, command: Command) -> Sequenced:
+        """`submit`, with the command's journal seq and time."""
+        assert self.sequencer is not None, "start() the service first"
+        return await self.sequencer.submit_sequenced(command)
+
+    async def wait_projected(self, seq: int) -> None:
+        """Return once the projection holds everything up to journal `seq` (at once without a thread:
+        then the projection is updated before a command's result is released)."""
+        if self._projection is not None:
+            await self._projection.wait_projected(seq)
+
     async def stop(self) -> None:
         await self._stop_deadlines()
         if self.sequencer is not None:
             await self.sequencer.stop()
+        if self._projection is not None:   # after the sequencer: its last batches are queued by then
+            await self._projection.stop()
+            self._projection = None
         self.close()
 
     def close(self) -> None:
@@ -212,7 +223,9 @@ class ExchangeService:
         return write_snapshot(self.config.snapshot_dir, self.engine, self.journal.committed_seq)
 
     def _after_commit(self, batch: list[Sequenced]) -> None:
-        if self.projector is not None:
+        if self._projection is not None:
+            self._projection.submit(batch)
+        elif self.projector is not None:
             self.projector.project(batch)
         self._since_snapshot += len(batch)
         every = self.config.snapshot_every_commands

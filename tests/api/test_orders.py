@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -257,3 +258,22 @@ def test_dead_mans_switch_survives_a_restart(tmp_path: Path) -> None:
             time.sleep(0.05)
         closed = call(client, "GET", "/v1/orders?status=closed")["items"]
         assert isinstance(closed, list) and [o["cancel_reason"] for o in closed] == ["dead_mans_switch"]
+
+
+def test_the_answer_to_a_new_order_equals_the_stores_view_of_it(api: Api) -> None:
+    """Order entry answers from the command's events; GET answers from the store: always the same."""
+    api.place("bob", "sell", 3, "2.400")
+    api.place("bob", "sell", 2, "2.410")
+    orders: list[tuple[str, str, int, str | None, dict[str, Any]]] = [
+        ("alice", "buy", 4, "2.405", {"time_in_force": "IOC"}),     # partial fill, remainder cancelled
+        ("alice", "buy", 1, "2.410", {}),                           # full fill
+        ("alice", "buy", 2, "2.300", {"post_only": True}),          # rests
+        ("alice", "buy", 5, "2.500", {"time_in_force": "FOK"}),     # cannot fill in full: cancelled
+        ("alice", "buy", 2, None, {"type": "market"}),              # market IOC: nothing left to take
+        ("bob", "sell", 1, "2.300", {}),                            # takes alice's resting bid, in part
+    ]
+    for who, side, amount, price, more in orders:
+        answer = api.place(who, side, amount, price, **more)
+        assert answer.status_code == 201, answer.text
+        order = answer.json()
+        assert api.call(who, "GET", f"/v1/orders/{order['id']}").json() == order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.testclient import WebSocketTestSession
@@ -95,6 +96,10 @@ def test_cancel_on_disconnect(api: Api) -> None:
     api.place("alice", "buy", 1, "2.300")   # also a REST order: disconnect cancels all the account's orders
     with api.client.websocket_connect(PATH) as ws:
         _auth(api, ws, cancel_on_disconnect=True)
+    # The server cancels after it notices the close: poll for it (bounded).
+    deadline = time.monotonic() + 5
+    while api.call("alice", "GET", "/v1/orders").json()["items"] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert api.call("alice", "GET", "/v1/orders").json()["items"] == []
     reasons = [o["cancel_reason"] for o in api.call("alice", "GET", "/v1/orders?status=closed").json()["items"]]
     assert reasons == ["requested", "requested"]
