@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")
     shutdown_drain_s: int = Field(default=10, ge=0, description="graceful shutdown: finish in-flight requests")
 
+    # -- delivery telemetry (`exchange probe ...`, delivery settlement) -------------------------------
+    probe_key: SecretStr | None = Field(
+        default=None, description="hex, >= 32 bytes: HMAC key of the reference probe (default: <data>/probe.key)")
+
     def load_master_key(self) -> bytes:
         """The key API secrets are derived from: EXCHANGE_MASTER_KEY (hex), else <data>/master.key,
         created (random, mode 0600) on first use. Losing it invalidates every API key."""
@@ -51,6 +55,30 @@ class Settings(BaseSettings):
             key = bytes.fromhex(path.read_text().strip())
         if len(key) < 32:
             raise ValueError("the master key must be at least 32 bytes (64 hex digits)")
+        return key
+
+    def load_probe_key(self) -> bytes:
+        """The key the reference probe signs telemetry records with: EXCHANGE_PROBE_KEY (hex), else
+        <data>/probe.key, created (random, mode 0600) on first use. Records signed with another key are
+        rejected as bad_signature."""
+        if self.probe_key is not None:
+            try:
+                key = bytes.fromhex(self.probe_key.get_secret_value())
+            except ValueError:
+                raise ValueError("the probe key (EXCHANGE_PROBE_KEY) must be hex digits") from None
+        else:
+            path = self.data_dir / "probe.key"
+            if not path.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32) + "\n")
+            try:
+                key = bytes.fromhex(path.read_text().strip())
+            except ValueError:
+                raise ValueError(f"{path} must hold the probe key as hex digits") from None
+        if len(key) < 32:
+            raise ValueError("the probe key must be at least 32 bytes (64 hex digits)")
         return key
 
     def store_url(self) -> str:
