@@ -37,6 +37,8 @@ from exchange.domain.engine import Engine
 from exchange.domain.events import Event, Trade
 from exchange.domain.spec import PeriodKind, SeriesSpec
 from exchange.domain.units import NS_PER_HOUR, NS_PER_SECOND, UnitError, micros_to_usd, ticks_to_price
+from exchange.jobs import cli as jobs_cli
+from exchange.telemetry import cli as probe_cli
 from exchange.testing.simulator import MARKET_MAKERS, PROVIDERS, TAKERS, MarketSimulator, SimStats
 
 app = typer.Typer(
@@ -525,6 +527,8 @@ def symbol(text: Annotated[str, typer.Argument(metavar="SYMBOL", help="e.g. H100
 
 
 admin_cli.register(app, _errors, _stdout)
+probe_cli.register(app, _errors, _stdout)
+jobs_cli.register(app, _errors, _stdout)
 
 
 @app.command()
