@@ -1,0 +1,91 @@
+"""The README's "A first session", run as written against a real `exchange serve` on a fresh data
+directory: the server's first start writes data/operator-key.json, the Python block (SDK) opens and
+funds an account and trades, and the curl block gets the documented 409 insufficient_margin.
+
+The blocks are taken from README.md itself; only the server's address (a free port instead of 8000)
+and the key file's path (absolute, in this test's directory) are substituted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from exchange.testing.server_process import REPO, ServerProcess
+
+README = REPO / "README.md"
+HEADING = "## A first session"
+README_URL = "http://127.0.0.1:8000"
+README_KEY_FILE = "data/operator-key.json"
+
+
+def readme_block(language: str) -> str:
+    """The first ```<language> block after the heading "A first session"."""
+    text = README.read_text()
+    assert HEADING in text, f"README.md has no {HEADING!r} section"
+    section = text.split(HEADING, 1)[1]
+    match = re.search(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert match, f"no ```{language} block in the README's {HEADING!r} section"
+    return match.group(1)
+
+
+def localized(block: str, server: ServerProcess) -> str:
+    assert README_URL in block and README_KEY_FILE in block, "the README block no longer names the defaults"
+    return block.replace(README_URL, server.base_url).replace(
+        README_KEY_FILE, str(server.data_dir / "operator-key.json"))
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a user's shell: no EXCHANGE_* settings of the test run."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("EXCHANGE_")}
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`exchange serve` on a brand-new data directory with the defaults: no master key given (the
+    server creates data/master.key), nothing bootstrapped."""
+    tmp = tmp_path_factory.mktemp("readme")
+    with ServerProcess(tmp / "data", master_key=None, cwd=tmp) as server:
+        yield server
+
+
+def test_first_start_writes_the_key_and_the_readme_python_session_runs(fresh_server: ServerProcess) -> None:
+    path = fresh_server.data_dir / "operator-key.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = json.loads(path.read_text())
+    assert key["account_id"] == 1 and set(key["scopes"]) == {"operator", "read", "trade"}
+    assert key["key_id"] and key["secret"]
+
+    code = localized(readme_block("python"), fresh_server)
+    run = subprocess.run([sys.executable, "-c", code], cwd=fresh_server.cwd, env=clean_env(), capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0, f"the README's Python block failed:\n{run.stderr}\n{run.stdout}"
+    lines = run.stdout.splitlines()
+    order_id, status, remaining = lines[0].split()
+    assert order_id.isdigit() and (status, remaining) == ("open", "2"), run.stdout
+    balances = lines[1]
+    assert "'cash': '250000.000000'" in balances and "'available'" in balances, run.stdout
+
+
+@pytest.mark.skipif(not all(shutil.which(tool) for tool in ("bash", "curl", "openssl", "python3", "base64")),
+                    reason="the README's curl block needs bash, curl, openssl, python3 and base64")
+def test_readme_curl_session_gets_the_documented_409(fresh_server: ServerProcess) -> None:
+    script = localized(readme_block("sh"), fresh_server)
+    # Print the status after the body too (the README shows it in prose: 409 insufficient_margin).
+    assert script.count("curl -s -X POST") == 1
+    script = script.replace("curl -s -X POST", "curl -s -w '\\n%{http_code}' -X POST")
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=fresh_server.cwd, env=clean_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, f"the README's curl block failed:\n{run.stderr}\n{run.stdout}"
+    body, status = run.stdout.rstrip("\n").rsplit("\n", 1)
+    answer = json.loads(body)
+    assert (status, answer["code"]) == ("409", "insufficient_margin"), run.stdout
+    assert set(answer) == {"code", "message", "details"}
