@@ -22,6 +22,7 @@ from exchange.domain.book import BUY, SELL
 from exchange.domain.commands import Command, CreateAccount, Deposit, ListSeries, Withdraw
 from exchange.domain.events import Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
+from exchange.jobs.session import running_service
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -71,19 +72,11 @@ def _service(settings: Settings) -> Iterator[ExchangeService]:
 def submit_all(settings: Settings, commands: Sequence[Command]) -> list[list[Any]]:
     """Recover, submit the commands in order, wait until durable; the events of each command."""
     results: list[list[Any]] = []
-    service = ExchangeService(_config(settings), _store(settings))
 
     async def run() -> None:
-        try:
-            service.open()
-        except DataDirLocked as error:
-            raise ValueError(str(error)) from None
-        await service.start()
-        try:
+        async with running_service(settings, load_catalog()) as service:
             for command in commands:
                 results.append(await service.submit(command))
-        finally:
-            await service.stop()
 
     asyncio.run(run())
     return results

@@ -1,5 +1,5 @@
-"""A running durable service on a data directory, for batch jobs (they own the directory while they
-run, like the operator commands: the directory's lock keeps them from racing a running server)."""
+"""A running durable service on a data directory, for batch jobs and operator commands (they own the
+directory while they run: its lock keeps them from racing a running server)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ async def running_service(settings: Settings, catalog: Catalog,
     store.migrate()
     service = ExchangeService(ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
                                             snapshot_every_commands=settings.snapshot_every_commands,
-                                            snapshot_mode="inline", audit_every_commands=0, deadline_poll_ms=0),
+                                            snapshot_mode="inline",
+                                            audit_every_commands=settings.audit_every_commands, deadline_poll_ms=0),
                               store, clock_ns)
     try:
         try:
