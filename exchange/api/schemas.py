@@ -184,6 +184,7 @@ class BookOut(BaseModel):
     symbol: str
     seq: int
     ts_ns: int
+    book_seq: int | None = Field(default=None, description="the series' book seq in the market feed")
     bids: list[tuple[str, int, int]] = Field(description="[price, lots, orders], best first")
     asks: list[tuple[str, int, int]]
 

@@ -103,6 +103,8 @@ class ExchangeService:
         self._children: list[int] = []
         self._deadline_task: asyncio.Task[None] | None = None
         self._projection: ProjectionWorker | None = None
+        self._listeners: list[Callable[[list[Sequenced]], None]] = []
+        self.listener_errors = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -222,11 +224,23 @@ class ExchangeService:
         self._since_snapshot = 0
         return write_snapshot(self.config.snapshot_dir, self.engine, self.journal.committed_seq)
 
+    def add_listener(self, listener: Callable[[list[Sequenced]], None]) -> None:
+        """Also call `listener(batch)` on the event loop after each committed batch (after the projection
+        is handed it). It must not block; whatever it raises is logged and counted (`listener_errors`),
+        never raised into the sequencer."""
+        self._listeners.append(listener)
+
     def _after_commit(self, batch: list[Sequenced]) -> None:
         if self._projection is not None:
             self._projection.submit(batch)
         elif self.projector is not None:
             self.projector.project(batch)
+        for listener in self._listeners:
+            try:
+                listener(batch)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("on-commit listener %r failed for seq %d..%d", listener, batch[0].seq, batch[-1].seq)
         self._since_snapshot += len(batch)
         every = self.config.snapshot_every_commands
         if every and self._since_snapshot >= every:

@@ -1,0 +1,227 @@
+"""Market-data feeds over WebSocket (GET /v1/ws/market) and the index history (GET /v1/index/{product}).
+
+Protocol (JSON text frames; see the README's feeds section):
+- client: {"op": "subscribe" | "unsubscribe", "id", "channels": [CHANNEL, ...]}, {"op": "auth", "key",
+  "timestamp", "signature"} (signed like a REST GET of /v1/ws/market with an empty body; needed before
+  the private channel), {"op": "ping", "id"}.
+  CHANNEL: {"channel": "book", "symbol", "depth"?} | trades | ticker {"symbol"} | candles {"symbol",
+  "interval": 1m|5m|1h} | {"channel": "settlement"} | {"channel": "index", "product"} | {"channel": "private"}.
+- server: {"type": "subscribed" | "unsubscribed", "id", "channels"}, {"type": "authenticated", "id",
+  "account_id"}, {"type": "pong", "id"}, the channel messages of `exchange.feeds.hub`, heartbeats every
+  5 s on an idle connection, and errors {"type": "error", "id", "code", "message", "details"} with codes
+  malformed_json, message_too_large, unknown_op, invalid_subscription, unknown_channel, unknown_series,
+  unknown_product, too_many_subscriptions, auth_required, auth_* (as REST), forbidden_scope, rate_limited.
+  A subscribe is all-or-nothing: one bad channel refuses the whole message (nothing subscribed). Errors
+  leave the connection open.
+- Closes: 1013 after {"code": "slow_consumer"} (its outbound queue overflowed), 1008 when the client's
+  IP has too many connections (after {"code": "too_many_connections"}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
+from starlette.requests import HTTPConnection
+
+from exchange.api.auth import check_rate, public_rate_limit, verify_signed
+from exchange.api.errors import ApiCode, ApiError
+from exchange.api.runtime import Runtime, get_runtime
+from exchange.api.schemas import TS_NS_MAX
+from exchange.feeds.hub import FeedError, FeedHub, Key, Subscriber, dumps, index_out
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+PATH = "/v1/ws/market"
+HEARTBEAT_S = 5.0
+REQUEST_ID_LEN_MAX = 64
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TIMEOUT_S = 1.0
+
+
+def hub_of(connection: HTTPConnection) -> FeedHub:
+    hub: FeedHub | None = getattr(connection.app.state, "feeds", None)
+    if hub is None:
+        raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the feeds are starting", retry_after_s=1)
+    return hub
+
+
+def _ip(websocket: WebSocket) -> str:
+    return websocket.client.host if websocket.client is not None else "unknown"
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, runtime: Runtime, hub: FeedHub, sub: Subscriber) -> None:
+        self.websocket = websocket
+        self.runtime = runtime
+        self.hub = hub
+        self.sub = sub
+        self.ip = _ip(websocket)
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.sub.put(dumps(message))
+
+    def error(self, request_id: object, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        self.reply({"type": "error", "id": request_id, "code": code, "message": message, "details": details or {}})
+
+    async def read_loop(self) -> None:
+        limit = self.runtime.settings.ws_message_bytes_max
+        while True:
+            text = await self.websocket.receive_text()
+            request_id: object = None
+            try:
+                if len(text) > limit or len(text.encode()) > limit:
+                    raise FeedError("message_too_large", f"message larger than {limit} bytes", {"limit": limit})
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    raise FeedError("malformed_json", "the message is not valid JSON") from None
+                if not isinstance(message, dict):
+                    raise FeedError("malformed_json", "a message must be a JSON object")
+                request_id = message.get("id")
+                if not (request_id is None or (isinstance(request_id, int) and not isinstance(request_id, bool))
+                        or (isinstance(request_id, str) and len(request_id) <= REQUEST_ID_LEN_MAX)):
+                    request_id = None
+                    raise FeedError("invalid_request",
+                                    f"id must be an integer or a string of at most {REQUEST_ID_LEN_MAX} characters")
+                try:
+                    check_rate(self.runtime, None, self.ip)
+                except ApiError as error:
+                    raise FeedError(error.code, error.message, error.details) from None
+                self.handle(message, request_id)
+            except FeedError as error:
+                self.error(request_id, error.code, error.message, error.details)
+
+    def handle(self, message: dict[str, Any], request_id: object) -> None:
+        op = message.get("op")
+        if op == "ping":
+            self.reply({"type": "pong", "id": request_id, "ts_ns": self.runtime.clock_ns()})
+        elif op == "auth":
+            self.authenticate(message, request_id)
+        elif op in ("subscribe", "unsubscribe"):
+            channels = message.get("channels")
+            if not isinstance(channels, list) or not channels:
+                raise FeedError("invalid_subscription", "channels must be a non-empty list")
+            if len(channels) > self.hub.subscriptions_max:
+                raise FeedError("too_many_subscriptions",
+                                f"at most {self.hub.subscriptions_max} subscriptions per connection")
+            parsed = [self.hub.parse_channel(raw) for raw in channels]
+            if op == "subscribe":
+                self.subscribe(parsed, request_id)
+            else:
+                for key, _, _ in parsed:
+                    self.hub.unsubscribe(self.sub, key)
+                self.reply({"type": "unsubscribed", "id": request_id, "channels": [c for _, c, _ in parsed]})
+        else:
+            raise FeedError("unknown_op", f"unknown op {op!r}: one of subscribe, unsubscribe, auth, ping",
+                            {"ops": ["subscribe", "unsubscribe", "auth", "ping"]})
+
+    def subscribe(self, parsed: list[tuple[Key, dict[str, Any], int | None]], request_id: object) -> None:
+        sub, hub = self.sub, self.hub
+        new = {key for key, _, _ in parsed} - sub.keys
+        if len(sub.keys) + len(new) > hub.subscriptions_max:
+            raise FeedError("too_many_subscriptions", f"at most {hub.subscriptions_max} subscriptions per connection",
+                            {"subscribed": len(sub.keys), "limit": hub.subscriptions_max})
+        if any(key[0] == "private" for key, _, _ in parsed) and sub.account_id is None:
+            raise FeedError("auth_required", 'the private channel needs {"op": "auth", ...} first')
+        # The ack first, then the snapshots: all in the queue before any later update.
+        self.reply({"type": "subscribed", "id": request_id, "channels": [c for _, c, _ in parsed]})
+        for key, _, depth in parsed:
+            hub.subscribe(sub, key, depth)
+
+    def authenticate(self, message: dict[str, Any], request_id: object) -> None:
+        key, timestamp, signature = message.get("key"), message.get("timestamp"), message.get("signature")
+        if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in (key, timestamp, signature)):
+            raise FeedError(ApiCode.AUTH_MISSING, "auth needs key, timestamp and signature")
+        try:
+            principal = verify_signed(self.runtime, str(key), str(timestamp), str(signature), "GET", PATH, b"")
+        except ApiError as error:
+            raise FeedError(error.code, error.message, error.details) from None
+        if "read" not in principal.scopes:
+            raise FeedError(ApiCode.FORBIDDEN_SCOPE, "this API key lacks the 'read' scope")
+        if self.sub.account_id is not None and self.sub.account_id != principal.account_id:
+            private = ("private", str(self.sub.account_id))
+            if private in self.sub.keys:
+                self.hub.unsubscribe(self.sub, private)
+        self.sub.account_id = principal.account_id
+        self.reply({"type": "authenticated", "id": request_id, "account_id": principal.account_id})
+
+    async def write_loop(self) -> None:
+        queue, websocket = self.sub.queue, self.websocket
+        while True:
+            try:
+                text = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                text = self.hub.heartbeat(self.sub)
+            await websocket.send_text(text)
+
+    async def serve(self) -> None:
+        reader = asyncio.create_task(self.read_loop())
+        writer = asyncio.create_task(self.write_loop())
+        slow = asyncio.create_task(self.sub.slow_event.wait())
+        tasks = {reader, writer, slow}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        if self.sub.slow:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.websocket.send_text(dumps({
+                        "type": "error", "id": None, "code": "slow_consumer",
+                        "message": f"more than {self.hub.queue_max} messages waiting: closing (1013), reconnect "
+                                   "and resubscribe", "details": {"queue_max": self.hub.queue_max}}))
+                    await self.websocket.close(CLOSE_TRY_AGAIN_LATER, "slow_consumer")
+        else:
+            for task in (reader, writer):
+                if task.done() and not task.cancelled():
+                    error = task.exception()
+                    if error is not None and not isinstance(error, WebSocketDisconnect):
+                        log.warning("market feed connection failed: %r", error)
+
+
+@router.websocket(PATH)
+async def market_feed(websocket: WebSocket, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:
+    await websocket.accept()
+    hub = hub_of(websocket)
+    sub = hub.connect(_ip(websocket))
+    if sub is None:
+        with contextlib.suppress(Exception):
+            await websocket.send_text(dumps({"type": "error", "id": None, "code": "too_many_connections",
+                                             "message": f"at most {hub.connections_per_ip_max} connections per IP",
+                                             "details": {"limit": hub.connections_per_ip_max}}))
+            await websocket.close(CLOSE_POLICY_VIOLATION, "too_many_connections")
+        return
+    runtime.metrics.websocket_connected("market")
+    try:
+        await Session(websocket, runtime, hub, sub).serve()
+    finally:
+        hub.disconnect(sub)
+        runtime.metrics.websocket_disconnected("market")
+
+
+ProductPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
+
+
+@router.get("/v1/index/{product}", tags=["market data"], dependencies=[Depends(public_rate_limit)])
+async def index_history(product: ProductPath, connection: HTTPConnection,
+                        start_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None,
+                        end_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None) -> dict[str, Any]:
+    """The product's GPU-hour index, one value per minute in [start_ns, end_ns) (default: the last
+    hour), oldest first, as published since the server started (7 days kept). See the README for the
+    methodology."""
+    hub = hub_of(connection)
+    if product not in hub.index_trades and product not in hub.index_history:
+        raise ApiError(404, ApiCode.NOT_FOUND, f"no listed product {product!r}")
+    end = end_ns if end_ns is not None else hub.clock_ns() + 1
+    start = start_ns if start_ns is not None else max(0, end - 3_600_000_000_000)
+    items = [index_out(v) for v in hub.index_values(product, start, end)]
+    return {"product": product, "items": items, "next_cursor": None}
