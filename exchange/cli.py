@@ -538,6 +538,8 @@ def serve(
     data: Annotated[Path | None, typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR)")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite)")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="run the live demo market: simulated market "
+                                       "makers, takers and providers trading a few series")] = True,
 ) -> None:
     """Run the exchange: REST + WebSocket API on a durable data directory (recovers on start)."""
     from exchange.api.server import serve as run_server
@@ -546,7 +548,23 @@ def serve(
     with _errors():
         updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data),
                                                         ("database_url", database_url)) if v is not None}
-        run_server(Settings().model_copy(update=updates), log_level.upper())
+        run_server(Settings().model_copy(update=updates), log_level.upper(), demo=demo)
+
+
+@app.command()
+def watch(
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="series to watch, e.g. H100-M40-261203")],
+    url: Annotated[str, typer.Option(help="the exchange's base URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Watch a live order book (top 10 levels) and the trade tape from the market-data feed."""
+    from exchange import watch_cli
+    from exchange.client.errors import NetworkError
+
+    with _errors():
+        try:
+            watch_cli.run(symbol, url, _stdout())
+        except NetworkError as error:
+            raise ValueError(str(error)) from None
 
 
 def main() -> None:

@@ -22,12 +22,14 @@ from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
 from exchange.api.ratelimit import RateLimits
-from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
+from exchange.api.routes import account, admin, feeds, health, market, orders, settlement, ws_orders
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import ErrorOut
 from exchange.catalog import Catalog, load_catalog
+from exchange.demo_market import DemoConfig, start_demo, stop_demo
 from exchange.domain.commands import CreateAccount, ListSeries
 from exchange.domain.events import Rejected
+from exchange.feeds import FeedHub
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -46,7 +48,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None,
-               clock_ns: Callable[[], int] = time.time_ns, list_calendar: bool = True) -> FastAPI:
+               clock_ns: Callable[[], int] = time.time_ns, list_calendar: bool = True,
+               demo: bool | DemoConfig = False) -> FastAPI:
+    """`demo` (True or a DemoConfig) runs the live demo market (exchange/demo_market.py) once ready."""
     settings = settings or Settings()
     catalog = catalog or load_catalog()
     metrics = Metrics()
@@ -66,15 +70,27 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         report = service.open()
         log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
                  report.replayed)
+        assert service.engine is not None
+        hub = FeedHub(service.engine, clock_ns)   # market-data feeds: fed by every committed batch
+        hub.seed(store.trades_between)
+        service.add_listener(hub.publish)
+        app.state.feeds = hub
         await service.start()
+        hub.start()
+        demo_task: asyncio.Task[None] | None = None
         try:
             if list_calendar:
                 await _list_calendar(runtime)
             await _first_operator_key(runtime)
             runtime.ready = True
+            if demo:
+                app.state.demo_market, demo_task = start_demo(runtime, demo if isinstance(demo, DemoConfig) else None)
             yield
         finally:
+            if demo_task is not None:
+                await stop_demo(demo_task)
             runtime.ready = False
+            await hub.stop()
             await service.stop()
             store.close()
 
@@ -82,7 +98,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
                   responses=ERROR_RESPONSES,
                   description="GPU-hour futures graded by MFU. Signed requests: see the README's API section.")
     install_error_handlers(app)
-    for module in (health, market, orders, account, settlement, admin, ws_orders):
+    for module in (health, market, orders, account, settlement, admin, ws_orders, feeds):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
     return app

@@ -42,9 +42,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-def serve(settings: Settings, log_level: str = "INFO") -> None:
+def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> None:
+    """Run the API; `demo` also runs the live demo market (exchange/demo_market.py)."""
     configure_logging(log_level)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+    config = uvicorn.Config(create_app(settings, demo=demo), host=settings.host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,
                             ws_max_size=settings.ws_message_bytes_max, lifespan="on")
     uvicorn.Server(config).run()

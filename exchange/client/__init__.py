@@ -6,6 +6,8 @@
   with an API key, retrying only what is safe to retry (GETs, orders, which always carry a client
   order id, and mutations, which always carry an Idempotency-Key).
 - `OrderSession`: order entry over one authenticated WebSocket, many requests in flight.
+- `MarketFeed`: the market-data WebSocket, keeping a `LocalBook` per series (gaps resynced,
+  connections re-established with backoff).
 - `ExchangeError` and its subclasses: every failure, by kind (see `exchange.client.errors`).
 
 Prices and cash are Decimal, str or int (never float) and come back as decimal strings; quantities
@@ -33,6 +35,7 @@ from exchange.client.errors import (
     ValidationError,
     error_from_response,
 )
+from exchange.client.feed import GapDetected, LocalBook, MarketFeed
 from exchange.client.retry import RetryPolicy
 from exchange.client.signer import Signer
 from exchange.client.sync_client import Client
@@ -47,6 +50,9 @@ __all__ = [
     "ConflictError",
     "ExchangeError",
     "ForbiddenError",
+    "GapDetected",
+    "LocalBook",
+    "MarketFeed",
     "Money",
     "NetworkError",
     "NotFoundError",

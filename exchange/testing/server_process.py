@@ -68,11 +68,12 @@ def settings_env(settings: Mapping[str, object]) -> dict[str, str]:
 
 
 def _serve_command() -> list[str]:
-    """The `exchange` console script of this interpreter's environment, else `python -m exchange.cli`."""
+    """The `exchange` console script of this interpreter's environment, else `python -m exchange.cli`;
+    without the demo market (tests and benchmarks drive their own flow)."""
     script = Path(sys.executable).parent / "exchange"
     if script.is_file() and os.access(script, os.X_OK):
-        return [str(script), "serve"]
-    return [sys.executable, "-m", "exchange.cli", "serve"]
+        return [str(script), "serve", "--no-demo"]
+    return [sys.executable, "-m", "exchange.cli", "serve", "--no-demo"]
 
 
 class ServerProcess:
