@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from exchange.client.errors import NetworkError
 from exchange.client.signer import Signer
+from exchange.client.ws_orders import parse_object
 
 MARKET_PATH = "/v1/ws/market"
 
@@ -317,7 +318,7 @@ class MarketFeed:
                 for book in self.books.values():
                     book.invalidate()
                 continue
-            message = _parse(raw)
+            message = parse_object(raw)
             if message is None:
                 continue
             if self.drop_filter is not None and self.drop_filter(message):
@@ -405,10 +406,3 @@ class MarketFeed:
                         tb: TracebackType | None) -> None:
         await self.close()
 
-
-def _parse(raw: str | bytes) -> JSON | None:
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None

@@ -127,7 +127,7 @@ class OrderSession:
             if error.rcvd is not None and error.rcvd.code == POLICY_VIOLATION:
                 raise AuthError(401, "auth_failed", error.rcvd.reason or "authentication refused") from error
             raise NetworkError(0, "network_error", f"connection closed during authentication: {error}") from error
-        reply = _parse(raw)
+        reply = parse_object(raw)
         if reply is not None and reply.get("op") == "auth" and reply.get("ok") is True:
             return
         if reply is not None and "error" in reply:
@@ -138,7 +138,7 @@ class OrderSession:
         """Dispatch replies to the requests waiting for them, until the connection closes."""
         try:
             async for raw in self._ws:
-                message = _parse(raw)
+                message = parse_object(raw)
                 if message is None:
                     continue
                 request_id = message.get("id")
@@ -243,7 +243,8 @@ class OrderSession:
         await self.close()
 
 
-def _parse(raw: str | bytes) -> JSON | None:
+def parse_object(raw: str | bytes) -> JSON | None:
+    """A WebSocket frame as a JSON object, or None if it is not one (both SDK WebSocket clients)."""
     try:
         message = json.loads(raw)
     except ValueError:
