@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     request_body_bytes_max: int = Field(default=16_384, ge=256, description="larger bodies get 413")
     ws_message_bytes_max: int = Field(default=16_384, ge=256)
     ws_in_flight_max: int = Field(default=256, ge=1, description="unanswered requests per WebSocket connection")
+    feed_queue_messages_max: int = Field(
+        default=10_000, ge=1, description="market feed: outbound messages queued per connection before it is a slow "
+        "consumer (closed with 1013)")
     signature_window_s: int = Field(default=5, ge=1, le=300, description="allowed clock skew of signed requests")
     idempotency_retention_s: int = Field(default=86_400, ge=60)
     submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")

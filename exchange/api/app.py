@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
                  report.replayed)
         assert service.engine is not None
-        hub = FeedHub(service.engine, clock_ns)   # market-data feeds: fed by every committed batch
+        # Market-data feeds: fed by every committed batch.
+        hub = FeedHub(service.engine, clock_ns, queue_max=settings.feed_queue_messages_max)
         hub.seed(store.trades_between)
         service.add_listener(hub.publish)
         app.state.feeds = hub
