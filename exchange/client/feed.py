@@ -41,7 +41,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from exchange.client.errors import NetworkError
 from exchange.client.signer import Signer
-from exchange.client.ws_orders import parse_object
 
 MARKET_PATH = "/v1/ws/market"
 
@@ -242,7 +241,9 @@ class MarketFeed:
         """Connect once and subscribe every channel; NetworkError if the server cannot be reached."""
         url = self.url
         try:
-            ws = await connect(url, open_timeout=self.open_timeout_s, max_size=2**24)
+            # batch=1: the server may put several messages in one frame (a JSON array), in order.
+            ws = await connect(url + ("&" if "?" in url else "?") + "batch=1", open_timeout=self.open_timeout_s,
+                               max_size=2**24)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
             raise NetworkError(0, "network_error", f"cannot open {url}: {type(error).__name__}: {error}",
                                maybe_sent=False) from error
@@ -318,15 +319,13 @@ class MarketFeed:
                 for book in self.books.values():
                     book.invalidate()
                 continue
-            message = parse_object(raw)
-            if message is None:
-                continue
-            if self.drop_filter is not None and self.drop_filter(message):
-                self.dropped += 1
-                continue
-            self._attempt = 0
-            if await self._handle(message):
-                self._out.append(message)
+            for message in _messages(raw):
+                if self.drop_filter is not None and self.drop_filter(message):
+                    self.dropped += 1
+                    continue
+                self._attempt = 0
+                if await self._handle(message):
+                    self._out.append(message)
 
     async def _reconnect(self) -> None:
         while not self._closed:
@@ -406,3 +405,15 @@ class MarketFeed:
                         tb: TracebackType | None) -> None:
         await self.close()
 
+
+def _messages(raw: str | bytes) -> list[JSON]:
+    """The messages of one frame: a JSON object, or (batched) an array of them; anything else: none."""
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return []
+    if isinstance(decoded, dict):
+        return [decoded]
+    if isinstance(decoded, list):
+        return [m for m in decoded if isinstance(m, dict)]
+    return []

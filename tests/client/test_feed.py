@@ -36,7 +36,7 @@ class FakeMarket:
     subscribers: dict[ServerConnection, set[str]] = field(default_factory=dict)
 
     async def handle(self, ws: ServerConnection) -> None:
-        assert ws.request is not None and ws.request.path == "/v1/ws/market"
+        assert ws.request is not None and ws.request.path == "/v1/ws/market?batch=1"
         self.connections += 1
         self.subscribers[ws] = set()
         try:

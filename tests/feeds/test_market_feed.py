@@ -202,3 +202,26 @@ def test_the_index_is_published_every_minute_with_its_history(api: Api) -> None:
         message = next(m for m in until_pong(ws) if m["type"] == "index")
         assert message["product"] == product and message["value"] == "2.400"
     assert api.client.get("/v1/index/NOPE-M1").status_code == 404
+
+
+def test_batched_frames_carry_the_same_messages_in_order(api: Api) -> None:
+    """With ?batch=1 a frame may hold several messages (a JSON array): the same stream, fewer sends."""
+    with api.client.websocket_connect(PATH + "?batch=1") as ws:
+        ws.send_json({"op": "subscribe", "id": 1, "channels": [{"channel": "book", "symbol": SYMBOL},
+                                                              {"channel": "trades", "symbol": SYMBOL}]})
+        for i in range(20):
+            api.place("alice", "sell", 1, f"2.{400 + 5 * (i % 4)}")
+        api.place("bob", "buy", 10, "2.420")
+        ws.send_json({"op": "ping", "id": "end"})
+        book, trades, arrays = LocalBook(), 0, 0
+        for _ in range(10_000):
+            frame = ws.receive_json()
+            messages = frame if isinstance(frame, list) else [frame]
+            arrays += isinstance(frame, list)
+            for message in messages:
+                book.apply(message)
+                trades += message.get("type") == "trade"
+            if any(m.get("type") == "pong" for m in messages):
+                break
+        seq, rest = rest_book(api)
+        assert (book.seq, book.as_rest(), trades) == (seq, rest, 10)
