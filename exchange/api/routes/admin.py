@@ -64,24 +64,26 @@ async def create_account(body: CreateAccountBody, request: Request, principal: O
     return await idempotent(request, runtime, principal, action)
 
 
+async def _move_cash(command: Deposit | Withdraw, request: Request, principal: Principal,
+                     runtime: Runtime) -> Response:
+    async def action() -> tuple[int, Any]:
+        await runtime.submit_checked(command)
+        cash = runtime.engine.cash_micros(command.account_id)
+        return 200, {"account_id": command.account_id, "cash": present.usd(cash)}
+
+    return await idempotent(request, runtime, principal, action)
+
+
 @router.post("/accounts/{account_id}/deposits", response_model=CashOut)
 async def deposit(account_id: AccountId, body: CashBody, request: Request, principal: Operator,
                   runtime: RuntimeDep) -> Response:
-    async def action() -> tuple[int, Any]:
-        await runtime.submit_checked(Deposit(account_id, _micros(body.amount)))
-        return 200, {"account_id": account_id, "cash": present.usd(runtime.engine.cash_micros(account_id))}
-
-    return await idempotent(request, runtime, principal, action)
+    return await _move_cash(Deposit(account_id, _micros(body.amount)), request, principal, runtime)
 
 
 @router.post("/accounts/{account_id}/withdrawals", response_model=CashOut)
 async def withdraw(account_id: AccountId, body: CashBody, request: Request, principal: Operator,
                    runtime: RuntimeDep) -> Response:
-    async def action() -> tuple[int, Any]:
-        await runtime.submit_checked(Withdraw(account_id, _micros(body.amount)))
-        return 200, {"account_id": account_id, "cash": present.usd(runtime.engine.cash_micros(account_id))}
-
-    return await idempotent(request, runtime, principal, action)
+    return await _move_cash(Withdraw(account_id, _micros(body.amount)), request, principal, runtime)
 
 
 @router.put("/accounts/{account_id}/enabled", response_model=AccountOut)
