@@ -46,31 +46,24 @@ class Settings(BaseSettings):
     def load_master_key(self) -> bytes:
         """The key API secrets are derived from: EXCHANGE_MASTER_KEY (hex), else <data>/master.key,
         created (random, mode 0600) on first use. Losing it invalidates every API key."""
-        if self.master_key is not None:
-            key = bytes.fromhex(self.master_key.get_secret_value())
-        else:
-            path = self.data_dir / "master.key"
-            if not path.exists():
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as out:
-                    out.write(secrets.token_hex(32) + "\n")
-            key = bytes.fromhex(path.read_text().strip())
-        if len(key) < 32:
-            raise ValueError("the master key must be at least 32 bytes (64 hex digits)")
-        return key
+        return self._load_key(self.master_key, "master.key", "master key", "EXCHANGE_MASTER_KEY")
 
     def load_probe_key(self) -> bytes:
         """The key the reference probe signs telemetry records with: EXCHANGE_PROBE_KEY (hex), else
         <data>/probe.key, created (random, mode 0600) on first use. Records signed with another key are
         rejected as bad_signature."""
-        if self.probe_key is not None:
+        return self._load_key(self.probe_key, "probe.key", "probe key", "EXCHANGE_PROBE_KEY")
+
+    def _load_key(self, configured: SecretStr | None, filename: str, what: str, env: str) -> bytes:
+        """A secret key of at least 256 bits: from the setting (hex), else from <data>/<filename>,
+        which is created with random bits and mode 0600 the first time."""
+        if configured is not None:
             try:
-                key = bytes.fromhex(self.probe_key.get_secret_value())
+                key = bytes.fromhex(configured.get_secret_value())
             except ValueError:
-                raise ValueError("the probe key (EXCHANGE_PROBE_KEY) must be hex digits") from None
+                raise ValueError(f"the {what} ({env}) must be hex digits") from None
         else:
-            path = self.data_dir / "probe.key"
+            path = self.data_dir / filename
             if not path.exists():
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -79,9 +72,9 @@ class Settings(BaseSettings):
             try:
                 key = bytes.fromhex(path.read_text().strip())
             except ValueError:
-                raise ValueError(f"{path} must hold the probe key as hex digits") from None
+                raise ValueError(f"{path} must hold the {what} as hex digits") from None
         if len(key) < 32:
-            raise ValueError("the probe key must be at least 32 bytes (64 hex digits)")
+            raise ValueError(f"the {what} must be at least 32 bytes (64 hex digits)")
         return key
 
     def store_url(self) -> str:
