@@ -10,21 +10,16 @@ skipped with the reason when there is no server.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from exchange.catalog import load_catalog
 from exchange.domain.spec import PeriodKind, SeriesSpec
-from tests.store.conftest import BACKENDS, PG_ENV, pg_server
+from tests.store.conftest import BACKENDS, PgSchemas, require_backend
 
 CASH_MICROS = 1_000_000_000 * 1_000_000   # $1bn per funded account: margin never gets in the way
 DAY_NS = 86_400 * 1_000_000_000
@@ -58,33 +53,11 @@ def database_url_for(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    base, why = pg_server()
-    if base is None:
-        raise RuntimeError(why)
-    schema = f"e2e_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base, poolclass=NullPool)
+    schemas = PgSchemas("e2e")
     try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-                hide_password=False)
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        yield schemas.url()
     finally:
-        admin.dispose()
-
-
-def require_backend(name: str) -> str:
-    """Skip (or, when EXCHANGE_TEST_PG_URL is set, fail) a PostgreSQL test without a server."""
-    if name == "postgresql":
-        url, why = pg_server()
-        if url is None:
-            if os.environ.get(PG_ENV):
-                pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable: {why}")
-            pytest.skip(f"no PostgreSQL server reachable (set {PG_ENV} to choose one): {why}")
-    return name
+        schemas.drop()
 
 
 @pytest.fixture(params=BACKENDS, scope="module")

@@ -16,18 +16,13 @@ PostgreSQL store is rebuilt from the copied journal in a schema of its own.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from exchange.catalog import load_catalog
 from exchange.jobs.daily import run_daily
@@ -52,7 +47,7 @@ from exchange.testing.settlement_scenario import (
     settings_for,
     write_delivery_telemetry,
 )
-from tests.store.conftest import BACKENDS, PG_ENV, pg_server
+from tests.store.conftest import BACKENDS, PgSchemas, require_backend
 from tests.store.helpers import assert_matches_engine
 
 SCENARIO_SEED = 1     # three deliveries; VWAP and last-trade settlements in both series
@@ -63,56 +58,19 @@ CLOCKS = {"daily": DAILY_CLOCK_NS, "delivery": DELIVERY_CLOCK_NS}
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "postgresql":
-        url, why = pg_server()
-        if url is None:
-            if os.environ.get(PG_ENV):
-                pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable: {why}")
-            pytest.skip(f"no PostgreSQL server reachable (set {PG_ENV} to choose one): {why}")
-    return name
-
-
-class Schemas:
-    """Fresh PostgreSQL schemas (the store tests' isolation: a schema per store, by search_path)."""
-
-    def __init__(self) -> None:
-        self.made: list[str] = []
-
-    def url(self) -> str:
-        base, why = pg_server()
-        assert base is not None, why
-        schema = f"kill_{uuid.uuid4().hex[:16]}"
-        admin = create_engine(base, poolclass=NullPool)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        admin.dispose()
-        self.made.append(schema)
-        return make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-
-    def drop(self) -> None:
-        if not self.made:
-            return
-        base, _ = pg_server()
-        assert base is not None
-        admin = create_engine(base, poolclass=NullPool)
-        with admin.begin() as conn:
-            for schema in self.made:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    return require_backend(request.param)
 
 
 @pytest.fixture(scope="session")
-def session_schemas() -> Iterator[Schemas]:
-    schemas = Schemas()
+def session_schemas() -> Iterator[PgSchemas]:
+    schemas = PgSchemas("kill")
     yield schemas
     schemas.drop()
 
 
 @pytest.fixture
-def schemas() -> Iterator[Schemas]:
-    schemas = Schemas()
+def schemas() -> Iterator[PgSchemas]:
+    schemas = PgSchemas("kill")
     yield schemas
     schemas.drop()
 
@@ -144,7 +102,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     return Base({"daily": before_daily.data_dir, "delivery": before_delivery.data_dir}, telemetry)
 
 
-def prepare(base: Base, job: str, backend: str, data_dir: Path, schemas: Schemas, snapshot_every: int = 0) -> Settings:
+def prepare(base: Base, job: str, backend: str, data_dir: Path, schemas: PgSchemas,
+            snapshot_every: int = 0) -> Settings:
     """A copy of the data directory before `job`; on PostgreSQL its store rebuilt from the journal."""
     if backend == "sqlite":
         shutil.copytree(base.before[job], data_dir)
@@ -167,7 +126,7 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def clean_runs(base: Base, tmp_path_factory: pytest.TempPathFactory,
-               session_schemas: Schemas) -> Callable[[str, str], Reference]:
+               session_schemas: PgSchemas) -> Callable[[str, str], Reference]:
     cache: dict[tuple[str, str], Reference] = {}
 
     def clean(job: str, backend: str) -> Reference:
@@ -216,7 +175,7 @@ def _describe(run: JobRun, how: str) -> str:
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("job", JOBS)
 def test_killed_job_reruns_to_the_clean_outcome(job: str, seed: int, backend: str, base: Base,
-                                                clean_runs: Callable[[str, str], Reference], schemas: Schemas,
+                                                clean_runs: Callable[[str, str], Reference], schemas: PgSchemas,
                                                 tmp_path: Path) -> None:
     reference = clean_runs(job, backend)
     rng = random.Random(f"{job}/{seed}")

@@ -45,9 +45,8 @@ def pg_server() -> tuple[str | None, str]:
     return None, "; ".join(errors)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
+def require_backend(name: str) -> str:
+    """Skip (or, when EXCHANGE_TEST_PG_URL is set, fail) a PostgreSQL test without a server."""
     if name == "postgresql":
         url, why = pg_server()
         if url is None:
@@ -57,35 +56,57 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+class PgSchemas:
+    """Fresh PostgreSQL schemas, one per store: the URL selects it by search_path, so tests running in
+    parallel never see each other's tables. `drop()` removes every schema made."""
+
+    def __init__(self, prefix: str = "test") -> None:
+        self.prefix = prefix
+        self.made: list[str] = []
+
+    def url(self) -> str:
+        base, why = pg_server()
+        assert base is not None, why
+        schema = f"{self.prefix}_{uuid.uuid4().hex[:16]}"
+        admin = create_engine(base, poolclass=NullPool)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        admin.dispose()
+        self.made.append(schema)
+        return make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+
+    def drop(self) -> None:
+        if not self.made:
+            return
+        base, _ = pg_server()
+        assert base is not None
+        admin = create_engine(base, poolclass=NullPool)
+        with admin.begin() as conn:
+            for schema in self.made:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+        self.made = []
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return require_backend(request.param)
+
+
 @pytest.fixture
 def make_url_for(backend: str, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """A factory of URLs of fresh, empty databases on this test's backend."""
-    schemas: list[str] = []
+    schemas = PgSchemas()
     counter = iter(range(1_000_000))
 
     def fresh() -> str:
         if backend == "sqlite":
             return f"sqlite:///{tmp_path / f'store{next(counter)}.db'}"
-        base, _ = pg_server()
-        assert base is not None
-        schema = f"test_{uuid.uuid4().hex[:16]}"
-        admin = create_engine(base, poolclass=NullPool)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        admin.dispose()
-        schemas.append(schema)
-        return make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
+        return schemas.url()
 
     yield fresh
-    if schemas:
-        base, _ = pg_server()
-        assert base is not None
-        admin = create_engine(base, poolclass=NullPool)
-        with admin.begin() as conn:
-            for schema in schemas:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    schemas.drop()
 
 
 @pytest.fixture
