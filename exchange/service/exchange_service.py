@@ -43,6 +43,7 @@ from exchange.domain.engine import Engine, EngineLimits
 from exchange.domain.events import Event
 from exchange.domain.statehash import state_hash
 from exchange.journal.journal import Journal, read_entries
+from exchange.journal.marker import CommitMarker
 from exchange.service.projection_worker import ProjectionWorker, Projector
 from exchange.service.recovery import recover
 from exchange.service.sequencer import Sequenced, Sequencer, SequencerBusy, SequencerStopped, State
@@ -105,6 +106,7 @@ class ExchangeService:
         self._projection: ProjectionWorker | None = None
         self._listeners: list[Callable[[list[Sequenced]], None]] = []
         self.listener_errors = 0
+        self._marker: CommitMarker | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -129,6 +131,9 @@ class ExchangeService:
         if self.projector is not None and projected_seq is not None and projected_seq < journal.last_seq:
             projected = self._catch_up(snapshot, projected_seq)
         self.engine, self.journal = engine, journal
+        # Followers (feed gateways) read the journal up to the marker: publish where recovery left it.
+        self._marker = CommitMarker(config.journal_dir)
+        self._marker.publish(journal.committed_seq)
         self.recovery = RecoveryReport(snapshot_seq, journal.last_seq, journal.last_seq - snapshot_seq, projected,
                                        tuple(rejected), time.perf_counter() - started)
         log.info("recovered %s", self.recovery)
@@ -178,6 +183,9 @@ class ExchangeService:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+        if self._marker is not None:
+            self._marker.close()
+            self._marker = None
         if self._lock is not None:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
@@ -231,6 +239,8 @@ class ExchangeService:
         self._listeners.append(listener)
 
     def _after_commit(self, batch: list[Sequenced]) -> None:
+        if self._marker is not None:   # first: the feed gateways follow it (one memory store)
+            self._marker.publish(batch[-1].seq)
         if self._projection is not None:
             self._projection.submit(batch)
         elif self.projector is not None:
