@@ -540,21 +540,48 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="run the live demo market: simulated market "
                                        "makers, takers and providers trading a few series")] = True,
+    feeds: Annotated[bool | None, typer.Option("--feeds/--no-feeds", help="run the market-data feed gateway "
+                                               "process (default $EXCHANGE_FEED_GATEWAY or on)")] = None,
+    feed_port: Annotated[int | None, typer.Option(help="the feed gateway's port (default $EXCHANGE_FEED_PORT "
+                                                  "or 8001)")] = None,
 ) -> None:
-    """Run the exchange: REST + WebSocket API on a durable data directory (recovers on start)."""
+    """Run the exchange: REST + WebSocket API on a durable data directory (recovers on start), and the
+    market-data feed gateway on its own port."""
     from exchange.api.server import serve as run_server
     from exchange.settings import Settings
 
     with _errors():
         updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data),
-                                                        ("database_url", database_url)) if v is not None}
+                                                        ("database_url", database_url), ("feed_gateway", feeds),
+                                                        ("feed_port", feed_port)) if v is not None}
         run_server(Settings().model_copy(update=updates), log_level.upper(), demo=demo)
+
+
+@app.command("feed-gateway")
+def feed_gateway(
+    host: Annotated[str | None, typer.Option(help="bind address (default $EXCHANGE_FEED_HOST, else the API's)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default $EXCHANGE_FEED_PORT or 8001)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite)")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    parent_pid: Annotated[int | None, typer.Option(help="exit when this process is gone (set by exchange "
+                                                   "serve)")] = None,
+) -> None:
+    """Run a market-data feed gateway: follows the data directory's journal (read-only) and serves
+    /v1/ws/market. `exchange serve` runs one by itself; start more for more subscribers."""
+    from exchange.feeds.server import serve_gateway
+    from exchange.settings import Settings
+
+    with _errors():
+        updates: dict[str, object] = {k: v for k, v in (("feed_host", host), ("feed_port", port), ("data_dir", data),
+                                                        ("database_url", database_url)) if v is not None}
+        serve_gateway(Settings().model_copy(update=updates), log_level.upper(), parent_pid)
 
 
 @app.command()
 def watch(
     symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="series to watch, e.g. H100-M40-261203")],
-    url: Annotated[str, typer.Option(help="the exchange's base URL")] = "http://127.0.0.1:8000",
+    url: Annotated[str, typer.Option(help="the feed gateway's base URL")] = "http://127.0.0.1:8001",
 ) -> None:
     """Watch a live order book (top 10 levels) and the trade tape from the market-data feed."""
     from exchange import watch_cli

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     feed_queue_messages_max: int = Field(
         default=10_000, ge=1, description="market feed: outbound messages queued per connection before it is a slow "
         "consumer (closed with 1013)")
+    feed_gateway: bool = Field(default=True, description="`exchange serve` also runs a market-data feed gateway "
+                               "process (restarted if it dies)")
+    feed_host: str | None = Field(default=None, description="address the feed gateway binds (default: host)")
+    feed_port: int = Field(default=8001, ge=0, le=65535, description="the feed gateway's port (/v1/ws/market)")
     signature_window_s: int = Field(default=5, ge=1, le=300, description="allowed clock skew of signed requests")
     idempotency_retention_s: int = Field(default=86_400, ge=60)
     submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")
@@ -42,6 +46,22 @@ class Settings(BaseSettings):
     # -- delivery telemetry (`exchange probe ...`, delivery settlement) -------------------------------
     probe_key: SecretStr | None = Field(
         default=None, description="hex, >= 32 bytes: HMAC key of the reference probe (default: <data>/probe.key)")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the `EXCHANGE_*` variables that reproduce them in a child process (secrets
+        included: pass the result only to processes of this exchange)."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"EXCHANGE_{name.upper()}"] = text
+        return env
 
     def load_master_key(self) -> bytes:
         """The key API secrets are derived from: EXCHANGE_MASTER_KEY (hex), else <data>/master.key,

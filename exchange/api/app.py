@@ -22,14 +22,13 @@ from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
 from exchange.api.ratelimit import RateLimits
-from exchange.api.routes import account, admin, feeds, health, market, orders, settlement, ws_orders
+from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import ErrorOut
 from exchange.catalog import Catalog, load_catalog
 from exchange.demo_market import DemoConfig, start_demo, stop_demo
 from exchange.domain.commands import CreateAccount, ListSeries
 from exchange.domain.events import Rejected
-from exchange.feeds import FeedHub
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -71,13 +70,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
                  report.replayed)
         assert service.engine is not None
-        # Market-data feeds: fed by every committed batch.
-        hub = FeedHub(service.engine, clock_ns, queue_max=settings.feed_queue_messages_max)
-        hub.seed(store.trades_between)
-        service.add_listener(hub.publish)
-        app.state.feeds = hub
         await service.start()
-        hub.start()
         demo_task: asyncio.Task[None] | None = None
         try:
             if list_calendar:
@@ -91,7 +84,6 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             if demo_task is not None:
                 await stop_demo(demo_task)
             runtime.ready = False
-            await hub.stop()
             await service.stop()
             store.close()
 
@@ -99,7 +91,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
                   responses=ERROR_RESPONSES,
                   description="GPU-hour futures graded by MFU. Signed requests: see the README's API section.")
     install_error_handlers(app)
-    for module in (health, market, orders, account, settlement, admin, ws_orders, feeds):
+    for module in (health, market, orders, account, settlement, admin, ws_orders):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
     return app

@@ -12,17 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
 from exchange.api.errors import ApiCode, ApiError
-from exchange.api.ratelimit import retry_after_seconds
+from exchange.api.ratelimit import RateLimits, retry_after_seconds
 from exchange.api.runtime import Runtime, get_runtime
+from exchange.settings import Settings
 from exchange.signing import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, signature_matches
+from exchange.store.store import ApiKeyRow
 
 KEY_ID_LEN_MAX = 32
 SIGNATURE_LEN_MAX = 128
+
+
+class AuthContext(Protocol):
+    """What signature checks and rate limits need: the API's `Runtime` and the feed gateway's both."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def limits(self) -> RateLimits: ...
+
+    def clock_ns(self) -> int: ...
+
+    def api_key(self, key_id: str) -> ApiKeyRow | None: ...
+
+    def secret(self, key_id: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +58,14 @@ def _unauthorized(code: ApiCode, message: str) -> ApiError:
     return ApiError(401, code, message)
 
 
-def check_rate(runtime: Runtime, key_id: str | None, ip: str) -> None:
+def check_rate(runtime: AuthContext, key_id: str | None, ip: str) -> None:
     wait_ms = runtime.limits.check(key_id, ip, runtime.clock_ns())
     if wait_ms:
         raise ApiError(429, ApiCode.RATE_LIMITED, f"rate limit exceeded: retry in {wait_ms} ms",
                        {"retry_after_ms": wait_ms}, retry_after_s=retry_after_seconds(wait_ms))
 
 
-def verify_signed(runtime: Runtime, key_id: str | None, timestamp: str | None, signature: str | None,
+def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | None, signature: str | None,
                   method: str, path_with_query: str, body: bytes) -> Principal:
     """The key's principal if the signature checks out; raises the specific 401 otherwise."""
     if not key_id or not timestamp or not signature:

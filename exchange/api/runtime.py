@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from exchange.api.errors import ApiCode, ApiError, rejected
+from exchange.api.keyring import KeyRing
 from exchange.api.metrics import Metrics
 from exchange.api.ratelimit import RateLimits
 from exchange.catalog import Catalog
@@ -23,11 +24,8 @@ from exchange.service.exchange_service import ExchangeService
 from exchange.service.projection_worker import ProjectionFailed
 from exchange.service.sequencer import SequencerBusy, SequencerError
 from exchange.settings import Settings
-from exchange.signing import derive_secret
 from exchange.store import Store
 from exchange.store.store import ApiKeyRow
-
-KEY_CACHE_TTL_NS = 5_000_000_000   # a revoked key stops working within this long on other processes
 
 
 @dataclass
@@ -41,9 +39,11 @@ class Runtime:
     limits: RateLimits
     clock_ns: Callable[[], int] = time.time_ns
     ready: bool = False
-    _keys: dict[str, tuple[int, ApiKeyRow | None]] = field(default_factory=dict)
-    _secrets: dict[str, str] = field(default_factory=dict)
     in_flight_idempotency: set[tuple[str, str]] = field(default_factory=set)
+    keyring: KeyRing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keyring = KeyRing(self.store, self.master_key)
 
     @property
     def engine(self) -> Engine:
@@ -92,26 +92,13 @@ class Runtime:
 
     # -- API keys ----------------------------------------------------------------------------
     def api_key(self, key_id: str) -> ApiKeyRow | None:
-        now = time.monotonic_ns()
-        cached = self._keys.get(key_id)
-        if cached is not None and now - cached[0] < KEY_CACHE_TTL_NS:
-            return cached[1]
-        row = self.store.api_key(key_id)
-        if len(self._keys) >= 100_000:   # bounded: unknown ids must not grow the cache forever
-            self._keys.clear()
-        self._keys[key_id] = (now, row)
-        return row
+        return self.keyring.api_key(key_id)
 
     def forget_key(self, key_id: str) -> None:
-        self._keys.pop(key_id, None)
+        self.keyring.forget(key_id)
 
     def secret(self, key_id: str) -> str:
-        secret = self._secrets.get(key_id)
-        if secret is None:
-            if len(self._secrets) >= 100_000:
-                self._secrets.clear()
-            secret = self._secrets[key_id] = derive_secret(self.master_key, key_id)
-        return secret
+        return self.keyring.secret(key_id)
 
 
 async def get_runtime(connection: HTTPConnection) -> Runtime:

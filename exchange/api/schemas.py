@@ -184,7 +184,8 @@ class BookOut(BaseModel):
     symbol: str
     seq: int
     ts_ns: int
-    book_seq: int | None = Field(default=None, description="the series' book seq in the market feed")
+    book_seq: int | None = Field(default=None, description="the series' book seq in the market feed (the feed "
+                                 "gateway's book; null on the API server)")
     bids: list[tuple[str, int, int]] = Field(description="[price, lots, orders], best first")
     asks: list[tuple[str, int, int]]
 

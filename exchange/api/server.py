@@ -7,6 +7,7 @@ committed everything it took. Logs are one JSON object per line (access log: `ex
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ import sys
 import uvicorn
 
 from exchange.api.app import create_app
+from exchange.feeds.server import GatewaySupervisor
 from exchange.settings import Settings
 
 
@@ -43,9 +45,24 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> None:
-    """Run the API; `demo` also runs the live demo market (exchange/demo_market.py)."""
+    """Run the API; `demo` also runs the live demo market (exchange/demo_market.py); with
+    `settings.feed_gateway`, a feed gateway child process too (exchange/feeds/server.py)."""
     configure_logging(log_level)
     config = uvicorn.Config(create_app(settings, demo=demo), host=settings.host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,
                             ws_max_size=settings.ws_message_bytes_max, lifespan="on")
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        gateway = (GatewaySupervisor(settings, log_level, stopping=lambda: server.should_exit)
+                   if settings.feed_gateway else None)
+        if gateway is not None:
+            gateway.start()
+        try:
+            await server.serve()
+        finally:
+            if gateway is not None:
+                await gateway.stop()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())

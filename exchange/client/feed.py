@@ -1,6 +1,6 @@
 """Market data over the WebSocket feed (GET /v1/ws/market), with a local order book per series.
 
-    feed = await MarketFeed.connect("http://127.0.0.1:8000", [book_channel("H100-M40-Z26"),
+    feed = await MarketFeed.connect("http://127.0.0.1:8001", [book_channel("H100-M40-Z26"),
                                                               trades_channel("H100-M40-Z26")])
     async with feed:
         async for message in feed:

@@ -183,9 +183,10 @@ class FeedHub:
             state.asks = {p: (lots, n) for p, lots, n in asks}
 
     # -- start-up and the periodic task ------------------------------------------------------
-    def seed(self, trades_between: Callable[[str, int, int, int], list[TradeRow]]) -> None:
+    def seed(self, trades_between: Callable[[str, int, int, int], list[TradeRow]], up_to_seq: int) -> None:
         """Load the last 24 h of trades (at most TRADES_SCAN_MAX per series, the newest hour first
-        when there are more) into the candles, the ticker and the index; publishes nothing."""
+        when there are more) into the candles, the ticker and the index; publishes nothing. Only trades
+        of journal seq <= `up_to_seq` (where the engine is): later ones arrive through `publish`."""
         now = self.clock_ns()
         for symbol in self.series:
             rows = trades_between(symbol, now - DAY_NS, now + 1, TRADES_SCAN_MAX)
@@ -194,6 +195,8 @@ class FeedHub:
                             TRADES_SCAN_MAX, symbol)
                 rows = trades_between(symbol, now - WINDOW_NS, now + 1, TRADES_SCAN_MAX)
             for row in rows:
+                if row.seq > up_to_seq:
+                    break   # oldest first by trade id, and trade ids grow with the seq
                 self._record_trade(symbol, row.trade_id, row.ts_ns, row.price_ticks, row.qty_lots, publish=False)
 
     def start(self) -> None:
@@ -427,7 +430,7 @@ class FeedHub:
         subs = self.subs.get(("book", symbol))
         if not subs:
             return
-        spec, seq = state.spec, state.book_seq
+        spec, seq, ts_ns = state.spec, state.book_seq, self.engine_ts_ns   # the batch's last command's time
         full: str | None = None
         tops: dict[int, tuple[Levels, Levels]] = {}
         for sub in list(subs):
@@ -436,7 +439,7 @@ class FeedHub:
                 if full is None:
                     full = dumps({"type": "book_update", "symbol": symbol, "seq": seq, "prev_seq": prev_seq,
                                   "bids": self._levels_out(changed_bids, spec, True),
-                                  "asks": self._levels_out(changed_asks, spec, False)})
+                                  "asks": self._levels_out(changed_asks, spec, False), "ts_ns": ts_ns})
                 sub.put(full)
                 sub.book_seq[symbol] = seq
                 continue
@@ -451,7 +454,7 @@ class FeedHub:
             sub.put(dumps({"type": "book_update", "symbol": symbol, "seq": seq,
                            "prev_seq": sub.book_seq.get(symbol, prev_seq),
                            "bids": self._levels_out(top_bids, spec, True),
-                           "asks": self._levels_out(top_asks, spec, False)}))
+                           "asks": self._levels_out(top_asks, spec, False), "ts_ns": ts_ns}))
             sub.held[symbol] = top
             sub.book_seq[symbol] = seq
 

@@ -83,15 +83,19 @@ class ServerProcess:
     def __init__(self, data_dir: Path, *, settings: Mapping[str, object] | None = None,
                  master_key: str | None = TEST_MASTER_KEY, database_url: str | None = None,
                  host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None,
-                 cwd: Path | None = None, ready_timeout_s: float = 90.0, log_level: str = "INFO") -> None:
+                 cwd: Path | None = None, ready_timeout_s: float = 90.0, log_level: str = "INFO",
+                 feeds: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(host)
+        self.feeds = feeds
+        self.feed_port = free_port(host) if feeds else 0
         fields: dict[str, object] = {**HIGH_RATE_LIMITS, "data_dir": self.data_dir, "master_key": master_key,
-                                     "database_url": database_url, **(settings or {})}
+                                     "database_url": database_url, **(settings or {}), "feed_gateway": feeds}
         fields.pop("host", None)
         fields.pop("port", None)
+        fields.pop("feed_port", None)
         self.fields = fields
         self._env = settings_env(fields)
         self.log_path = Path(log_dir or self.data_dir.parent).resolve() / "server.log"
@@ -109,6 +113,12 @@ class ServerProcess:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def feed_url(self) -> str:
+        """The feed gateway's base URL (started with `feeds=True`)."""
+        assert self.feeds, "this server runs without a feed gateway: ServerProcess(..., feeds=True)"
+        return f"http://{self.host}:{self.feed_port}"
+
+    @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/v1/ws/orders"
 
@@ -117,7 +127,7 @@ class ServerProcess:
         """The server's settings as an object (for `bootstrap()` before the first start, and for
         opening the store after the server has stopped)."""
         values: dict[str, Any] = dict(self.fields)  # None too: an explicit None beats the test's own env
-        return Settings(**values, host=self.host, port=self.port)
+        return Settings(**values, host=self.host, port=self.port, feed_port=self.feed_port)
 
     @property
     def pid(self) -> int | None:
@@ -151,6 +161,8 @@ class ServerProcess:
                 if not in_use or self._fixed_port or attempt == 4:
                     raise
                 self.port = free_port(self.host)  # someone took the port in between: try another
+                if self.feeds:
+                    self.feed_port = free_port(self.host)
         raise AssertionError("unreachable")
 
     def _spawn(self) -> None:
@@ -165,6 +177,7 @@ class ServerProcess:
         env.update(self._env)
         env["EXCHANGE_HOST"] = self.host
         env["EXCHANGE_PORT"] = str(self.port)
+        env["EXCHANGE_FEED_PORT"] = str(self.feed_port)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
         env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen([*_serve_command(), "--log-level", self.log_level], cwd=self.cwd, env=env,
@@ -180,23 +193,26 @@ class ServerProcess:
             return ""
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Poll GET /ready until it answers 200; ServerStartError if the process exits or time runs out."""
+        """Poll GET /ready until it answers 200 (and the feed gateway's too, with `feeds`);
+        ServerStartError if the process exits or time runs out."""
         deadline = time.monotonic() + (self.ready_timeout_s if timeout_s is None else timeout_s)
         last = "no answer yet"
+        urls = [self.base_url] + ([f"http://{self.host}:{self.feed_port}"] if self.feeds else [])
         with httpx.Client(timeout=5.0) as http:
-            while True:
+            while urls:
                 process = self.process
                 if process is None or process.poll() is not None:
                     code = None if process is None else process.returncode
                     raise ServerStartError(f"the server exited with {code} before it was ready; log:\n"
                                            f"{self.log_tail()}")
                 try:
-                    response = http.get(f"{self.base_url}/ready")
+                    response = http.get(f"{urls[0]}/ready")
                     if response.status_code == 200:
-                        return
-                    last = f"{response.status_code} {response.text[:200]}"
+                        urls.pop(0)
+                        continue
+                    last = f"{urls[0]}: {response.status_code} {response.text[:200]}"
                 except httpx.TransportError as error:
-                    last = f"{type(error).__name__}: {error}"
+                    last = f"{urls[0]}: {type(error).__name__}: {error}"
                 if time.monotonic() > deadline:
                     self.kill9()
                     raise ServerStartError(f"the server was not ready after {timeout_s or self.ready_timeout_s} s "

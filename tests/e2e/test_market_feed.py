@@ -55,16 +55,20 @@ class World:
 
     @property
     def market_url(self) -> str:
-        return f"ws://{self.server.host}:{self.server.port}/v1/ws/market"
+        return f"ws://{self.server.host}:{self.server.feed_port}/v1/ws/market"
 
     def client(self, account_id: int) -> AsyncClient:
         credentials = self.traders[account_id]
         return AsyncClient(self.url, credentials.key_id, credentials.secret, timeout=60.0)
 
+    def gateway(self) -> AsyncClient:
+        """The feed gateway's public endpoints (its book carries the feed's book seq)."""
+        return AsyncClient(self.server.feed_url, timeout=60.0)
+
 
 @contextmanager
 def running_world(tmp: Path, settings: dict[str, object] | None = None) -> Iterator[World]:
-    server = ServerProcess(tmp / "data", settings=settings)
+    server = ServerProcess(tmp / "data", settings=settings, feeds=True)
     credentials = bootstrap(server.settings, time.time_ns,
                             deposits_micros=dict.fromkeys(TRADERS, CASH_MICROS),
                             keys=[(a, ["read", "trade"]) for a in TRADERS])
@@ -192,7 +196,7 @@ class Consumer:
 
 async def join(world: World, depth: int | None = None, **options: Any) -> Consumer:
     symbol = world.spec.symbol
-    feed = await MarketFeed.connect(world.url, [book_channel(symbol, depth), trades_channel(symbol)],
+    feed = await MarketFeed.connect(world.server.feed_url, [book_channel(symbol, depth), trades_channel(symbol)],
                                     backoff_initial_s=0.1, backoff_max_s=1.0, **options)
     return Consumer(feed).start()
 
@@ -257,7 +261,7 @@ def test_clients_joining_at_different_times_end_with_the_exact_book(tmp_path: Pa
                 consumers["depth5"] = await join(world, depth=5)
                 await asyncio.wait_for(flow_task, 4 * DEADLINE_S)
                 assert flow.done == flow.total
-                async with world.client(TRADERS[0]) as client:
+                async with world.client(TRADERS[0]) as trader, world.gateway() as client:
                     for name, consumer in consumers.items():
                         if name == "depth5":
                             await assert_exact_top(client, consumer, symbol, 5, name)
@@ -265,7 +269,7 @@ def test_clients_joining_at_different_times_end_with_the_exact_book(tmp_path: Pa
                             await assert_exact_full_book(client, consumer, symbol, name)
                     _, bids, asks = await rest_book(client, symbol)
                     assert bids and asks, "the flow should leave a two-sided book"
-                    trades = await all_trade_ids(client, symbol)
+                    trades = await all_trade_ids(trader, symbol)
                     assert trades, "the flow should trade"
                     await eventually(lambda: _noted(early, trades), "every trade on the early client")
                     assert early.trade_ids == trades, "the early client saw every trade once, in order"
@@ -303,7 +307,7 @@ def test_a_client_losing_frames_detects_the_gaps_and_recovers_the_exact_book(tmp
             try:
                 await asyncio.wait_for(flow.run(), 4 * DEADLINE_S)
                 assert lossy.feed.dropped > 0
-                async with world.client(TRADERS[0]) as client:
+                async with world.gateway() as client:
                     # The last update may be the dropped one: the heartbeat (every 5 s on an idle
                     # connection) then announces the later seq and the client resyncs.
                     await assert_exact_full_book(client, faithful, symbol, "faithful")
@@ -327,7 +331,7 @@ async def open_silent(world: World) -> ClientConnection:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)   # before connect: a small window
     sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (world.server.host, world.server.port))
+    await asyncio.get_running_loop().sock_connect(sock, (world.server.host, world.server.feed_port))
     ws = await connect(world.market_url, sock=sock, max_queue=1, open_timeout=DEADLINE_S)
     symbol = world.spec.symbol
     await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": [book_channel(symbol),
@@ -336,10 +340,10 @@ async def open_silent(world: World) -> ClientConnection:
 
 
 async def market_connections(http: httpx.AsyncClient) -> int:
-    """The server's count of open market-feed WebSockets (GET /metrics)."""
+    """The feed gateway's count of open market-feed WebSockets (GET /metrics)."""
     response = await http.get("/metrics")
     for line in response.text.splitlines():
-        if line.startswith('exchange_websocket_clients{channel="market"}'):
+        if line.startswith("exchange_feed_connections "):
             return int(float(line.split()[-1]))
     return 0
 
@@ -368,8 +372,8 @@ def test_a_slow_consumer_is_disconnected_and_nobody_else_is_affected(tmp_path: P
             silent = await open_silent(world)
             flows: list[Flow] = []
             try:
-                async with world.client(TRADERS[0]) as client, \
-                        httpx.AsyncClient(base_url=world.url, timeout=60.0) as http:
+                async with world.gateway() as client, \
+                        httpx.AsyncClient(base_url=world.server.feed_url, timeout=60.0) as http:
                     async def silent_counted() -> str | None:
                         n = await market_connections(http)
                         return None if n == 2 else f"{n} market connections"

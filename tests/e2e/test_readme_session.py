@@ -1,6 +1,7 @@
 """The README's "A first session", run as written against a real `exchange serve` on a fresh data
 directory: the server's first start writes data/operator-key.json, the Python block (SDK) opens and
-funds an account and trades, and the curl block gets the documented 409 insufficient_margin.
+funds an account and trades, and the curl block gets the documented 409 insufficient_margin. The
+market-data section's ten lines of Python print the live book from the feed gateway.
 
 The blocks are taken from README.md itself; only the server's address (a free port instead of 8000)
 and the key file's path (absolute, in this test's directory) are substituted.
@@ -27,13 +28,13 @@ README_URL = "http://127.0.0.1:8000"
 README_KEY_FILE = "data/operator-key.json"
 
 
-def readme_block(language: str) -> str:
-    """The first ```<language> block after the heading "A first session"."""
+def readme_block(language: str, heading: str = HEADING) -> str:
+    """The first ```<language> block after `heading` (default "A first session")."""
     text = README.read_text()
-    assert HEADING in text, f"README.md has no {HEADING!r} section"
-    section = text.split(HEADING, 1)[1]
+    assert heading in text, f"README.md has no {heading!r} section"
+    section = text.split(heading, 1)[1]
     match = re.search(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
-    assert match, f"no ```{language} block in the README's {HEADING!r} section"
+    assert match, f"no ```{language} block in the README's {heading!r} section"
     return match.group(1)
 
 
@@ -53,7 +54,7 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     """`exchange serve` on a brand-new data directory with the defaults: no master key given (the
     server creates data/master.key), nothing bootstrapped."""
     tmp = tmp_path_factory.mktemp("readme")
-    with ServerProcess(tmp / "data", master_key=None, cwd=tmp) as server:
+    with ServerProcess(tmp / "data", master_key=None, cwd=tmp, feeds=True) as server:
         yield server
 
 
@@ -89,3 +90,43 @@ def test_readme_curl_session_gets_the_documented_409(fresh_server: ServerProcess
     answer = json.loads(body)
     assert (status, answer["code"]) == ("409", "insufficient_margin"), run.stdout
     assert set(answer) == {"code", "message", "details"}
+
+
+MARKET_HEADING = "## Market data"
+README_FEED_URL = "http://127.0.0.1:8001"
+README_SYMBOL = '"H100-M40-Z26"'
+
+
+def test_readme_market_data_python_prints_the_live_book(fresh_server: ServerProcess) -> None:
+    from exchange.client import Client
+
+    block = readme_block("python", MARKET_HEADING)
+    assert README_FEED_URL in block and README_SYMBOL in block, "the README block no longer names the defaults"
+    key = json.loads((fresh_server.data_dir / "operator-key.json").read_text())
+    with Client(fresh_server.base_url, key["key_id"], key["secret"]) as operator:
+        symbol = operator.series()["items"][0]["symbol"]
+        trader = operator.create_account()["account_id"]
+        operator.deposit(trader, "100000.00")
+        credentials = operator.create_api_key(trader, ["read", "trade"])
+    code = block.replace(README_FEED_URL, fresh_server.feed_url).replace(README_SYMBOL, repr(symbol))
+    watcher = subprocess.Popen([sys.executable, "-u", "-c", code], cwd=fresh_server.cwd, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None and watcher.stderr is not None
+        first = watcher.stdout.readline().split()
+        assert first[:1] == ["subscribed"], f"{first}: {watcher.stderr.read() if watcher.poll() else ''}"
+        first = watcher.stdout.readline().split()
+        assert first[:1] == ["book_snapshot"], first
+        with Client(fresh_server.base_url, credentials["key_id"], credentials["secret"]) as me:
+            ref = me.series_spec(symbol)["reference_price"]
+            me.place_order(symbol, "buy", 1, price=ref)
+        for _ in range(50):   # trades of other tests' orders may come first; the book_update shows our bid
+            line = watcher.stdout.readline().split()
+            if line[:1] == ["book_update"]:
+                assert line[1] == ref and line[2] == "None" and int(line[3]) > int(first[3]), line
+                break
+        else:
+            raise AssertionError("no book_update printed")
+    finally:
+        watcher.kill()
+        watcher.wait()

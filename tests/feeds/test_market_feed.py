@@ -1,5 +1,5 @@
-"""The market-data WebSocket (/v1/ws/market) against the in-process app: books, trades, errors,
-the private channel, slow consumers and the index history."""
+"""The market-data WebSocket (/v1/ws/market) of an in-process feed gateway following the in-process
+API's journal: books, trades, errors, the private channel, slow consumers and the index history."""
 
 from __future__ import annotations
 
@@ -8,32 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from exchange.feeds import FeedHub
 from exchange.signing import sign
-from tests.api.conftest import SYMBOL, Api
+from tests.api.conftest import SYMBOL
+from tests.feeds.conftest import Feeds
 
 PATH = "/v1/ws/market"
 Book = dict[str, dict[Decimal, int]]
-
-
-def hub(api: Api) -> FeedHub:
-    feeds: FeedHub = api.client.app.state.feeds  # type: ignore[attr-defined]
-    return feeds
-
-
-def until_pong(ws: WebSocketTestSession, tag: str = "sync") -> list[dict[str, Any]]:
-    """Every message before the answer to a ping (the queue is FIFO, so all that was published before)."""
-    ws.send_json({"op": "ping", "id": tag})
-    out: list[dict[str, Any]] = []
-    for _ in range(10_000):
-        message: dict[str, Any] = ws.receive_json()
-        if message.get("type") == "pong" and message.get("id") == tag:
-            return out
-        out.append(message)
-    raise AssertionError("no pong")
 
 
 class LocalBook:
@@ -59,25 +41,28 @@ class LocalBook:
         return self.sides
 
 
-def rest_book(api: Api, depth: int = 500) -> tuple[int, Book]:
-    body = api.client.get(f"/v1/series/{SYMBOL}/book", params={"depth": depth}).json()
+def rest_book(feeds: Feeds, depth: int = 500) -> tuple[int, Book]:
+    """The gateway's REST book, with the book seq of its feed."""
+    feeds.catch_up()
+    body = feeds.client.get(f"/v1/series/{SYMBOL}/book", params={"depth": depth}).json()
     return body["book_seq"], {side: {Decimal(p): lots for p, lots, _ in body[side]} for side in ("bids", "asks")}
 
 
-def test_book_and_trades_stream_to_the_rest_book(api: Api) -> None:
+def test_book_and_trades_stream_to_the_rest_book(feeds: Feeds) -> None:
+    api = feeds.api
     api.place("alice", "sell", 3, "2.500")
-    with api.client.websocket_connect(PATH) as ws, api.client.websocket_connect(PATH) as top:
+    with feeds.client.websocket_connect(PATH) as ws, feeds.client.websocket_connect(PATH) as top:
         ws.send_json({"op": "subscribe", "id": 1, "channels": [{"channel": "book", "symbol": SYMBOL},
                                                                {"channel": "trades", "symbol": SYMBOL}]})
         top.send_json({"op": "subscribe", "id": 2, "channels": [{"channel": "book", "symbol": SYMBOL, "depth": 1}]})
         book, top_book = LocalBook(), LocalBook()
-        first = until_pong(ws)
+        first = feeds.until_pong(ws)
         assert first[0] == {"type": "subscribed", "id": 1, "channels": [{"channel": "book", "symbol": SYMBOL},
                                                                         {"channel": "trades", "symbol": SYMBOL}]}
         assert first[1]["type"] == "book_snapshot" and first[1]["asks"] == [["2.500", 3, 1]]
         for message in first[1:]:
             book.apply(message)
-        for message in until_pong(top)[1:]:
+        for message in feeds.until_pong(top)[1:]:
             top_book.apply(message)
         assert book.sides["asks"] == {Decimal("2.5"): 3}
 
@@ -85,26 +70,27 @@ def test_book_and_trades_stream_to_the_rest_book(api: Api) -> None:
                                          ("bob", "buy", 2, "2.350"), ("bob", "buy", 6, "2.500"),
                                          ("alice", "sell", 1, "2.300"), ("alice", "buy", 2, "2.200")]:
             assert api.place(who, side, amount, price).status_code == 201
-        messages = until_pong(ws)
+        messages = feeds.until_pong(ws)
         trades = [m for m in messages if m["type"] == "trade"]
         assert [(t["price"], t["amount"], t["side"]) for t in trades] == [
             ("2.450", 4, "buy"), ("2.500", 2, "buy"), ("2.350", 1, "sell")]
         assert [t["seq"] for t in trades] == [1, 2, 3] == [t["trade_id"] for t in trades]
         for message in messages:
             book.apply(message)
-        for message in until_pong(top):
+        for message in feeds.until_pong(top):
             top_book.apply(message)
 
-        book_seq, rest = rest_book(api)
+        book_seq, rest = rest_book(feeds)
         assert book.sides == rest and book.seq == book_seq
-        _, best = rest_book(api, depth=1)
+        _, best = rest_book(feeds, depth=1)
         assert top_book.sides == best
         # A heartbeat (and the REST book) tell a late joiner where the series' book stands.
-        assert hub(api).heartbeat(hub(api).subs[("book", SYMBOL)].copy().pop()).count(f'"book:{SYMBOL}"') == 1
+        hub = feeds.context.hub
+        assert hub.heartbeat(hub.subs[("book", SYMBOL)].copy().pop()).count(f'"book:{SYMBOL}"') == 1
 
 
-def test_bad_messages_get_specific_errors_and_the_connection_stays_open(api: Api) -> None:
-    with api.client.websocket_connect(PATH) as ws:
+def test_bad_messages_get_specific_errors_and_the_connection_stays_open(feeds: Feeds) -> None:
+    with feeds.client.websocket_connect(PATH) as ws:
         def error_of(text: str) -> str:
             ws.send_text(text)
             message = ws.receive_json()
@@ -130,21 +116,22 @@ def test_bad_messages_get_specific_errors_and_the_connection_stays_open(api: Api
         many = [{"channel": "candles", "symbol": SYMBOL, "interval": i} for i in ("1m", "5m", "1h")] * 20
         assert error_of('{"op": "subscribe", "id": 10, "channels": ' + str(many).replace("'", '"') + "}") \
             == "too_many_subscriptions"
-        assert until_pong(ws) == []
+        assert feeds.until_pong(ws) == []
 
 
-def test_the_private_channel_needs_auth_and_streams_orders_fills_and_balances(api: Api) -> None:
+def test_the_private_channel_needs_auth_and_streams_orders_fills_and_balances(feeds: Feeds) -> None:
+    api = feeds.api
     alice = api.keys["alice"]
-    with api.client.websocket_connect(PATH) as ws:
+    with feeds.client.websocket_connect(PATH) as ws:
         ts = api.clock.now_ns // 1_000_000_000
         ws.send_json({"op": "auth", "id": "a", "key": alice.key_id, "timestamp": ts,
                       "signature": sign(alice.secret, ts, "GET", PATH, b"")})
         ws.send_json({"op": "subscribe", "id": "p", "channels": [{"channel": "private"}]})
-        assert until_pong(ws) == [{"type": "authenticated", "id": "a", "account_id": alice.account_id},
+        assert feeds.until_pong(ws) == [{"type": "authenticated", "id": "a", "account_id": alice.account_id},
                                   {"type": "subscribed", "id": "p", "channels": [{"channel": "private"}]}]
         placed = api.place("alice", "sell", 3, "2.400").json()
         api.place("bob", "buy", 2, "2.400")
-        messages = until_pong(ws)
+        messages = feeds.until_pong(ws)
         kinds = [(m["type"], m.get("event")) for m in messages]
         assert ("order", "accepted") in kinds and ("fill", None) in kinds and ("balance", None) in kinds
         accepted = next(m for m in messages if m.get("event") == "accepted")["order"]
@@ -161,13 +148,14 @@ def test_the_private_channel_needs_auth_and_streams_orders_fills_and_balances(ap
         assert all(m.get("order", {}).get("id") != placed["id"] or m["type"] == "order" for m in messages)
 
 
-def test_a_slow_consumer_is_closed_and_the_others_keep_receiving(api: Api) -> None:
-    hub(api).queue_max = 4   # new connections get a 4-message queue
-    with api.client.websocket_connect(PATH) as slow, api.client.websocket_connect(PATH) as fine:
+def test_a_slow_consumer_is_closed_and_the_others_keep_receiving(feeds: Feeds) -> None:
+    api = feeds.api
+    feeds.context.hub.queue_max = 4   # new connections get a 4-message queue
+    with feeds.client.websocket_connect(PATH) as slow, feeds.client.websocket_connect(PATH) as fine:
         slow.send_json({"op": "subscribe", "id": 1, "channels": [{"channel": "trades", "symbol": SYMBOL}]})
         fine.send_json({"op": "subscribe", "id": 2, "channels": [{"channel": "book", "symbol": SYMBOL}]})
         book = LocalBook()
-        for message in until_pong(fine):
+        for message in feeds.until_pong(fine):
             book.apply(message)
         for price in ("2.400", "2.410", "2.420", "2.430", "2.440", "2.450"):
             api.place("alice", "sell", 1, price)
@@ -178,18 +166,19 @@ def test_a_slow_consumer_is_closed_and_the_others_keep_receiving(api: Api) -> No
                 received.append(slow.receive_json())
         assert closed.value.code == 1013
         assert received[-1]["code"] == "slow_consumer"
-        for message in until_pong(fine):
+        for message in feeds.until_pong(fine):
             book.apply(message)
-        book_seq, rest = rest_book(api)
+        book_seq, rest = rest_book(feeds)
         assert book.sides == rest == {"bids": {}, "asks": {}} and book.seq == book_seq
         assert api.client.app.state.runtime.service.sequencer.on_events_errors == 0  # type: ignore[attr-defined]
 
 
-def test_the_index_is_published_every_minute_with_its_history(api: Api) -> None:
+def test_the_index_is_published_every_minute_with_its_history(feeds: Feeds) -> None:
+    api = feeds.api
     product = SYMBOL.rsplit("-", 1)[0]
-    with api.client.websocket_connect(PATH) as ws:
+    with feeds.client.websocket_connect(PATH) as ws:
         ws.send_json({"op": "subscribe", "id": 1, "channels": [{"channel": "index", "product": product}]})
-        assert until_pong(ws)[0]["type"] == "subscribed"
+        assert feeds.until_pong(ws)[0]["type"] == "subscribed"
         api.place("alice", "sell", 3, "2.400")
         api.place("bob", "buy", 3, "2.400")
         api.clock.advance_s(61)
@@ -197,16 +186,17 @@ def test_the_index_is_published_every_minute_with_its_history(api: Api) -> None:
         items: list[dict[str, Any]] = []
         while not items and time.monotonic() < deadline:
             time.sleep(0.05)
-            items = api.client.get(f"/v1/index/{product}").json()["items"]
+            items = feeds.client.get(f"/v1/index/{product}").json()["items"]
         assert items and items[-1]["value"] == "2.400" and items[-1]["trades"] == 1
-        message = next(m for m in until_pong(ws) if m["type"] == "index")
+        message = next(m for m in feeds.until_pong(ws) if m["type"] == "index")
         assert message["product"] == product and message["value"] == "2.400"
-    assert api.client.get("/v1/index/NOPE-M1").status_code == 404
+    assert feeds.client.get("/v1/index/NOPE-M1").status_code == 404
 
 
-def test_batched_frames_carry_the_same_messages_in_order(api: Api) -> None:
+def test_batched_frames_carry_the_same_messages_in_order(feeds: Feeds) -> None:
+    api = feeds.api
     """With ?batch=1 a frame may hold several messages (a JSON array): the same stream, fewer sends."""
-    with api.client.websocket_connect(PATH + "?batch=1") as ws:
+    with feeds.client.websocket_connect(PATH + "?batch=1") as ws:
         ws.send_json({"op": "subscribe", "id": 1, "channels": [{"channel": "book", "symbol": SYMBOL},
                                                               {"channel": "trades", "symbol": SYMBOL}]})
         for i in range(20):
@@ -223,5 +213,5 @@ def test_batched_frames_carry_the_same_messages_in_order(api: Api) -> None:
                 trades += message.get("type") == "trade"
             if any(m.get("type") == "pong" for m in messages):
                 break
-        seq, rest = rest_book(api)
+        seq, rest = rest_book(feeds)
         assert (book.seq, book.as_rest(), trades) == (seq, rest, 10)

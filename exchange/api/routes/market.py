@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from exchange.api import present
@@ -13,7 +13,6 @@ from exchange.api.auth import public_rate_limit
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import TS_NS_MAX, BookOut, CandleOut, Page, ProductOut, SeriesOut, TickerOut, TradeOut
-from exchange.feeds import FeedHub
 from exchange.store.store import TRADES_SCAN_MAX
 
 router = APIRouter(prefix="/v1", tags=["market data"], dependencies=[Depends(public_rate_limit)])
@@ -70,20 +69,13 @@ async def series_one(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/series/{symbol}/book", response_model=BookOut)
-async def book(symbol: SymbolPath, runtime: RuntimeDep, request: Request,
+async def book(symbol: SymbolPath, runtime: RuntimeDep,
                depth: Annotated[int, Query(ge=1, le=BOOK_DEPTH_MAX)] = 50) -> dict[str, Any]:
-    """Level-2 snapshot: [price, lots, orders] per level, best first, with the event seq it reflects and
-    `book_seq`, the series' book sequence of the market feed (align a feed's updates: apply those with
-    seq > book_seq)."""
+    """Level-2 snapshot of the engine's book: [price, lots, orders] per level, best first, with the
+    journal seq it reflects. To align with the market feed's updates, take the feed gateway's snapshot
+    instead (the feed's subscribe, or the gateway's GET of this path), which carries `book_seq`."""
     spec = runtime.spec(symbol)
     engine = runtime.engine
-    hub: FeedHub | None = getattr(request.app.state, "feeds", None)
-    if hub is not None and symbol in hub.series:
-        # The committed book as the feed last published it, with its book seq (the feed's `seq`).
-        book_seq, bids, asks = hub.book_view(symbol, depth)
-        return {"symbol": symbol, "seq": hub.engine_seq, "ts_ns": hub.engine_ts_ns, "book_seq": book_seq,
-                "bids": [(present.price(p, spec), lots, n) for p, lots, n in bids],
-                "asks": [(present.price(p, spec), lots, n) for p, lots, n in asks]}
     bids, asks = engine.book_levels(symbol)
     return {"symbol": symbol, "seq": engine.stamp.seq, "ts_ns": engine.stamp.ts_ns, "book_seq": None,
             "bids": [(present.price(p, spec), lots, n) for p, lots, n in bids[:depth]],

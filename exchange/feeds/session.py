@@ -1,4 +1,4 @@
-"""Market-data feeds over WebSocket (GET /v1/ws/market) and the index history (GET /v1/index/{product}).
+"""One market-data WebSocket connection of the feed gateway (GET /v1/ws/market).
 
 Protocol (JSON text frames; see the README's feeds section):
 - client: {"op": "subscribe" | "unsubscribe", "id", "channels": [CHANNEL, ...]}, {"op": "auth", "key",
@@ -23,18 +23,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
-from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from exchange.api.auth import check_rate, public_rate_limit, verify_signed
+from exchange.api.auth import check_rate, verify_signed
 from exchange.api.errors import ApiCode, ApiError
-from exchange.api.runtime import Runtime, get_runtime
-from exchange.api.schemas import TS_NS_MAX
-from exchange.feeds.hub import FeedError, FeedHub, Key, Subscriber, dumps, index_out
+from exchange.feeds.context import FeedContext
+from exchange.feeds.hub import FeedError, FeedHub, Key, Subscriber, dumps
 
-router = APIRouter()
 log = logging.getLogger(__name__)
 
 PATH = "/v1/ws/market"
@@ -45,14 +42,7 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TIMEOUT_S = 1.0
 
 
-def hub_of(connection: HTTPConnection) -> FeedHub:
-    hub: FeedHub | None = getattr(connection.app.state, "feeds", None)
-    if hub is None:
-        raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the feeds are starting", retry_after_s=1)
-    return hub
-
-
-def _ip(websocket: WebSocket) -> str:
+def client_ip(websocket: WebSocket) -> str:
     return websocket.client.host if websocket.client is not None else "unknown"
 
 
@@ -61,13 +51,13 @@ BATCH_CHARS_MAX = 1_000_000      # and about this many characters
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, runtime: Runtime, hub: FeedHub, sub: Subscriber) -> None:
+    def __init__(self, websocket: WebSocket, context: FeedContext, hub: FeedHub, sub: Subscriber) -> None:
         self.websocket = websocket
         self.batch = websocket.query_params.get("batch") == "1"
-        self.runtime = runtime
+        self.context = context
         self.hub = hub
         self.sub = sub
-        self.ip = _ip(websocket)
+        self.ip = client_ip(websocket)
 
     def reply(self, message: dict[str, Any]) -> None:
         self.sub.put(dumps(message))
@@ -76,7 +66,7 @@ class Session:
         self.reply({"type": "error", "id": request_id, "code": code, "message": message, "details": details or {}})
 
     async def read_loop(self) -> None:
-        limit = self.runtime.settings.ws_message_bytes_max
+        limit = self.context.settings.ws_message_bytes_max
         while True:
             text = await self.websocket.receive_text()
             request_id: object = None
@@ -96,7 +86,7 @@ class Session:
                     raise FeedError("invalid_request",
                                     f"id must be an integer or a string of at most {REQUEST_ID_LEN_MAX} characters")
                 try:
-                    check_rate(self.runtime, None, self.ip)
+                    check_rate(self.context, None, self.ip)
                 except ApiError as error:
                     raise FeedError(error.code, error.message, error.details) from None
                 self.handle(message, request_id)
@@ -106,7 +96,7 @@ class Session:
     def handle(self, message: dict[str, Any], request_id: object) -> None:
         op = message.get("op")
         if op == "ping":
-            self.reply({"type": "pong", "id": request_id, "ts_ns": self.runtime.clock_ns()})
+            self.reply({"type": "pong", "id": request_id, "ts_ns": self.context.clock_ns()})
         elif op == "auth":
             self.authenticate(message, request_id)
         elif op in ("subscribe", "unsubscribe"):
@@ -145,7 +135,7 @@ class Session:
         if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in (key, timestamp, signature)):
             raise FeedError(ApiCode.AUTH_MISSING, "auth needs key, timestamp and signature")
         try:
-            principal = verify_signed(self.runtime, str(key), str(timestamp), str(signature), "GET", PATH, b"")
+            principal = verify_signed(self.context, str(key), str(timestamp), str(signature), "GET", PATH, b"")
         except ApiError as error:
             raise FeedError(error.code, error.message, error.details) from None
         if "read" not in principal.scopes:
@@ -205,42 +195,3 @@ class Session:
                 error = task.exception()
                 if error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
                     log.warning("market feed connection failed: %r", error)
-
-
-@router.websocket(PATH)
-async def market_feed(websocket: WebSocket, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:
-    await websocket.accept()
-    hub = hub_of(websocket)
-    sub = hub.connect(_ip(websocket))
-    if sub is None:
-        with contextlib.suppress(Exception):
-            await websocket.send_text(dumps({"type": "error", "id": None, "code": "too_many_connections",
-                                             "message": f"at most {hub.connections_per_ip_max} connections per IP",
-                                             "details": {"limit": hub.connections_per_ip_max}}))
-            await websocket.close(CLOSE_POLICY_VIOLATION, "too_many_connections")
-        return
-    runtime.metrics.websocket_connected("market")
-    try:
-        await Session(websocket, runtime, hub, sub).serve()
-    finally:
-        hub.disconnect(sub)
-        runtime.metrics.websocket_disconnected("market")
-
-
-ProductPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
-
-
-@router.get("/v1/index/{product}", tags=["market data"], dependencies=[Depends(public_rate_limit)])
-async def index_history(product: ProductPath, connection: HTTPConnection,
-                        start_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None,
-                        end_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None) -> dict[str, Any]:
-    """The product's GPU-hour index, one value per minute in [start_ns, end_ns) (default: the last
-    hour), oldest first, as published since the server started (7 days kept). See the README for the
-    methodology."""
-    hub = hub_of(connection)
-    if product not in hub.index_trades and product not in hub.index_history:
-        raise ApiError(404, ApiCode.NOT_FOUND, f"no listed product {product!r}")
-    end = end_ns if end_ns is not None else hub.clock_ns() + 1
-    start = start_ns if start_ns is not None else max(0, end - 3_600_000_000_000)
-    items = [index_out(v) for v in hub.index_values(product, start, end)]
-    return {"product": product, "items": items, "next_cursor": None}
