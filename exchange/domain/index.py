@@ -80,3 +80,51 @@ def compute_index(trades: Iterable[IndexTrade], minute_ns: int) -> IndexValue:
         if median is not None:
             medians.append((median, sum(v for _, v in points)))
     return IndexValue(minute_ns, weighted_median(medians), count, volume)
+
+
+class IndexWindow:
+    """One product's trailing trades aggregated per minute and price: `value(M)` equals
+    `compute_index(trades, M)` for the trades added, at a cost that depends on the number of distinct
+    prices, not of trades (a busy hour holds millions of trades; the partitions of any whole minute M
+    are whole minutes, so minute buckets merge into them exactly).
+
+    Memory: one price -> volume map per minute of the last hour. `value` must be asked for minutes in
+    increasing order: it forgets the minutes before the window of the minute asked."""
+
+    __slots__ = ("_minutes",)
+
+    def __init__(self) -> None:
+        self._minutes: dict[int, tuple[dict[Decimal, int], list[int]]] = {}   # minute -> (price -> volume, [trades])
+
+    def add(self, ts_ns: int, price: Decimal, volume: int) -> None:
+        if volume <= 0:
+            return
+        bucket = self._minutes.get(minute_floor(ts_ns))
+        if bucket is None:
+            bucket = self._minutes[minute_floor(ts_ns)] = ({}, [0])
+        prices, count = bucket
+        prices[price] = prices.get(price, 0) + volume
+        count[0] += 1
+
+    def value(self, minute_ns: int) -> IndexValue:
+        assert minute_ns % NS_PER_MINUTE == 0, minute_ns
+        start = minute_ns - WINDOW_NS
+        for minute in [m for m in self._minutes if m < start]:
+            del self._minutes[minute]
+        medians: list[tuple[Decimal, int]] = []
+        count = volume = 0
+        for k in range(PARTITIONS):
+            merged: dict[Decimal, int] = {}
+            for minute in range(start + k * PARTITION_NS, start + (k + 1) * PARTITION_NS, NS_PER_MINUTE):
+                bucket = self._minutes.get(minute)
+                if bucket is None:
+                    continue
+                for price, v in bucket[0].items():
+                    merged[price] = merged.get(price, 0) + v
+                count += bucket[1][0]
+            median = weighted_median(merged.items())
+            if median is not None:
+                weight = sum(merged.values())
+                medians.append((median, weight))
+                volume += weight
+        return IndexValue(minute_ns, weighted_median(medians), count, volume)

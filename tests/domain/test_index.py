@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from exchange.domain.index import (
     NS_PER_MINUTE,
     PARTITION_NS,
     WINDOW_NS,
     IndexTrade,
+    IndexWindow,
     compute_index,
     weighted_median,
 )
@@ -69,3 +73,21 @@ def test_an_empty_hour_is_none() -> None:
     assert compute_index([], M).value is None
     stale = compute_index([IndexTrade(START - 1, d("2"), 10)], M)
     assert (stale.value, stale.trades, stale.volume) == (None, 0, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-30, 150), st.integers(0, 59), st.integers(180, 260), st.integers(0, 50)),
+                max_size=120),
+       st.lists(st.integers(0, 130), min_size=1, max_size=6))
+def test_the_minute_aggregated_window_equals_the_reference_computation(
+        raw: list[tuple[int, int, int, int]], minutes: list[int]) -> None:
+    """IndexWindow (what the feed publishes, O(prices)) == compute_index (the definition, O(trades)) at
+    every minute asked, in increasing order, over trades before, inside and after the windows."""
+    trades = [IndexTrade(START + minute * NS_PER_MINUTE + second * 1_000_000_000, Decimal(cents) / 100, volume)
+              for minute, second, cents, volume in raw]
+    window = IndexWindow()
+    for trade in trades:
+        window.add(trade.ts_ns, trade.price, trade.volume)
+    for minute in sorted(set(minutes)):
+        at_minute = START + WINDOW_NS + minute * NS_PER_MINUTE - 60 * NS_PER_MINUTE
+        assert window.value(at_minute) == compute_index(trades, at_minute)
