@@ -96,6 +96,7 @@ async def _follow(context: FeedContext, parent_pid: int | None, exit_on_failure:
         while True:
             batch = replica.poll()
             if batch:
+                metrics.publish_delay.observe(max(0, context.clock_ns() - batch[0].ts_ns) / 1e9)
                 hub.publish(batch)
                 metrics.batches.inc()
                 if len(batch) >= POLL_RECORDS_MAX:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exchange.api.keyring import KeyRing
 from exchange.api.ratelimit import RateLimits
@@ -14,6 +14,9 @@ from exchange.feeds.hub import FeedHub
 from exchange.feeds.replica import Replica
 from exchange.settings import Settings
 from exchange.store.store import ApiKeyRow
+
+# 1 ms .. 10 s: a gateway that keeps up publishes a few milliseconds after the engine.
+DELAY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class FeedMetrics:
@@ -33,6 +36,10 @@ class FeedMetrics:
         self.hub_errors = Gauge("exchange_feed_hub_errors", "Errors raised inside the hub (logged)", registry=registry)
         self.batches = Counter("exchange_feed_batches_total", "Batches of journal records applied and published",
                                registry=registry)
+        self.publish_delay = Histogram(
+            "exchange_feed_publish_delay_seconds", "From the engine time of a batch's first command to the "
+            "gateway handing the batch to the hub (sequencing, group commit, marker poll, replica apply)",
+            buckets=DELAY_BUCKETS_S, registry=registry)
 
 
 @dataclass

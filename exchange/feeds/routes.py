@@ -53,7 +53,7 @@ async def market_feed(websocket: WebSocket) -> None:
             await websocket.close(1013, "service_unavailable")
         return
     hub = context.hub
-    sub = hub.connect(ws_client_ip(websocket))
+    sub = hub.connect(ws_client_ip(websocket), batch=websocket.query_params.get("batch") == "1")
     if sub is None:
         with contextlib.suppress(Exception):
             await websocket.send_text(dumps({"type": "error", "id": None, "code": "too_many_connections",
@@ -96,7 +96,7 @@ async def index_history(product: ProductPath, context: ContextDep,
     hour), oldest first, as published since the gateway started (7 days kept). See the README for the
     methodology."""
     hub = context.hub
-    if product not in hub.index_trades and product not in hub.index_history:
+    if product not in hub.index_windows and product not in hub.index_history:
         raise ApiError(404, ApiCode.NOT_FOUND, f"no listed product {product!r}")
     end = end_ns if end_ns is not None else hub.clock_ns() + 1
     start = start_ns if start_ns is not None else max(0, end - HOUR_NS)

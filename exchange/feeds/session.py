@@ -53,7 +53,6 @@ BATCH_CHARS_MAX = 1_000_000      # and about this many characters
 class Session:
     def __init__(self, websocket: WebSocket, context: FeedContext, hub: FeedHub, sub: Subscriber) -> None:
         self.websocket = websocket
-        self.batch = websocket.query_params.get("batch") == "1"
         self.context = context
         self.hub = hub
         self.sub = sub
@@ -148,27 +147,19 @@ class Session:
         self.reply({"type": "authenticated", "id": request_id, "account_id": principal.account_id})
 
     async def write_loop(self) -> None:
-        """Send what the hub queued. With `?batch=1` on the URL, everything queued goes out as one frame
-        holding a JSON array of the messages, in order: one send per wakeup instead of one per message,
-        which is most of the cost of fan-out (the SDK's MarketFeed asks for it)."""
-        queue, websocket = self.sub.queue, self.websocket
-        batch = self.batch
+        """Send what the hub queued: frames in order; with `?batch=1` on the URL, everything queued goes
+        out as one frame holding a JSON array of the messages, in order (one send per wakeup instead of
+        one per message, which is most of the cost of fan-out; the SDK's MarketFeed asks for it)."""
+        sub, websocket = self.sub, self.websocket
         while True:
-            if queue.empty():
+            text = sub.take(BATCH_MESSAGES_MAX, BATCH_CHARS_MAX)
+            if text is None:
                 try:
-                    text = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                    async with asyncio.timeout(HEARTBEAT_S):
+                        await sub.ready.wait()
+                    continue
                 except TimeoutError:
-                    text = self.hub.heartbeat(self.sub)
-            else:
-                text = queue.get_nowait()
-            if batch and not queue.empty():
-                texts = [text]
-                size = len(text)
-                while not queue.empty() and len(texts) < BATCH_MESSAGES_MAX and size < BATCH_CHARS_MAX:
-                    more = queue.get_nowait()
-                    texts.append(more)
-                    size += len(more)
-                text = "[" + ",".join(texts) + "]"
+                    text = self.hub.heartbeat(sub)
             await websocket.send_text(text)
 
     async def serve(self) -> None:
