@@ -96,6 +96,16 @@ DRAIN_IDLE_S = 1.0
 DRAIN_MAX_S = 30.0
 TRADE_PREFIX = '{"type":"trade"'
 BOOK_PREFIX = '{"type":"book_update"'
+TYPE_MARK = '{"type":"'
+TRADE_MARK = '{"type":"trade"'
+BOOK_MARK = '{"type":"book_update"'
+TS_MARK = '"ts_ns":'
+
+
+def first_ts_ns(text: str, mark: str) -> int:
+    """The ts_ns of the first message starting with `mark` in a frame (ts_ns is its last field)."""
+    start = text.index(TS_MARK, text.index(mark)) + len(TS_MARK)
+    return int(text[start:text.index("}", start)])
 
 
 # == the subscriber process ==========================================================================
@@ -105,6 +115,7 @@ class Bucket:
     """What the subscribers of one client process received since the last MARK."""
 
     latencies_ns: array[int] = field(default_factory=lambda: array("q"))
+    book_latencies_ns: array[int] = field(default_factory=lambda: array("q"))
     trades: int = 0
     books: int = 0
     other: int = 0
@@ -164,16 +175,18 @@ class Subscribers:
                 bucket.last_recv_ns = now
                 assert isinstance(text, str)
                 if text.startswith("["):     # a batched frame (?batch=1): several messages, in order
-                    for message in json.loads(text):
-                        per_conn[i] += 1
-                        kind = message.get("type")
-                        if kind == "trade":
-                            bucket.trades += 1
-                            bucket.latencies_ns.append(now - int(message["ts_ns"]))
-                        elif kind == "book_update":
-                            bucket.books += 1
-                        else:
-                            bucket.other += 1
+                    # Counted with str.count, not parsed: json.loads of every message would make this
+                    # process, not the exchange, the bottleneck. One latency sample per kind per frame:
+                    # its first (oldest) message of that kind, the one that waited longest.
+                    trades, books = text.count(TRADE_MARK), text.count(BOOK_MARK)
+                    per_conn[i] += text.count(TYPE_MARK)
+                    bucket.trades += trades
+                    bucket.books += books
+                    bucket.other += text.count(TYPE_MARK) - trades - books
+                    if trades:
+                        bucket.latencies_ns.append(now - first_ts_ns(text, TRADE_MARK))
+                    if books:
+                        bucket.book_latencies_ns.append(now - first_ts_ns(text, BOOK_MARK))
                     continue
                 per_conn[i] += 1
                 if text.startswith(TRADE_PREFIX):
@@ -181,6 +194,7 @@ class Subscribers:
                     bucket.latencies_ns.append(now - int(text[text.rindex(":") + 1:-1]))
                 elif text.startswith(BOOK_PREFIX):
                     bucket.books += 1
+                    bucket.book_latencies_ns.append(now - int(text[text.rindex(":") + 1:-1]))
                 else:
                     bucket.other += 1
         except ConnectionClosed as closed:
@@ -203,12 +217,15 @@ class Subscribers:
     def stats(self) -> dict[str, Any]:
         bucket = self.bucket
         ordered = sorted(bucket.latencies_ns)
+        books = sorted(bucket.book_latencies_ns)
         received = [n for n, t in zip(self.per_conn, self.tasks, strict=True) if t is not None]
         return {"trades": bucket.trades, "books": bucket.books, "other": bucket.other,
                 "last_recv_ns": bucket.last_recv_ns, "samples": len(ordered),
                 "p50": percentile(ordered, 0.5), "p90": percentile(ordered, 0.9),
                 "p99": percentile(ordered, 0.99), "p999": percentile(ordered, 0.999),
                 "max": ordered[-1] if ordered else 0, "min": ordered[0] if ordered else 0,
+                "book_p50": percentile(books, 0.5), "book_p99": percentile(books, 0.99),
+                "book_max": books[-1] if books else 0,
                 "per_conn_min": min(received, default=0), "per_conn_max": max(received, default=0),
                 "connected": self.connected(), "closes": dict(self.closes),
                 "connect_errors": dict(self.connect_errors),
@@ -293,6 +310,8 @@ class Phase:
     started_wall_ns: int = 0
     book_updates: int = 0
     server_cpu: float | None = None
+    gateway_cpu: float | None = None
+    publish_delay: str = ""
     subs_cpu: float | None = None
     driver_cpu: float = 0.0
     machine_cpu: float | None = None
@@ -359,12 +378,59 @@ async def book_seq(http: httpx.AsyncClient, symbol: str) -> int:
     return value
 
 
+async def publish_delays(http: httpx.AsyncClient) -> dict[str, float]:
+    """The gateway's exchange_feed_publish_delay_seconds histogram: cumulative bucket counts by upper
+    bound, plus "sum" and "count"."""
+    out: dict[str, float] = {}
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith("exchange_feed_publish_delay_seconds_bucket{"):
+            out[line.split('le="', 1)[1].split('"', 1)[0]] = float(line.split()[-1])
+        elif line.startswith("exchange_feed_publish_delay_seconds_sum "):
+            out["sum"] = float(line.split()[-1])
+        elif line.startswith("exchange_feed_publish_delay_seconds_count "):
+            out["count"] = float(line.split()[-1])
+    return out
+
+
+def delay_summary(before: dict[str, float], after: dict[str, float]) -> str:
+    """Mean and bucket-bound p50/p99 of the publish delays observed between two scrapes."""
+    count = after.get("count", 0.0) - before.get("count", 0.0)
+    if count <= 0:
+        return "no batches"
+    mean_ms = 1000 * (after["sum"] - before.get("sum", 0.0)) / count
+    bounds = sorted((float(le), after[le] - before.get(le, 0.0)) for le in after if le not in ("sum", "count"))
+
+    def bound(fraction: float) -> str:
+        for le, n in bounds:
+            if n >= fraction * count:
+                return f"<= {1000 * le:g}" if le != float("inf") else "> 10,000"
+        return "?"
+
+    return f"{count:,.0f} batches, mean {mean_ms:.1f} ms, p50 {bound(0.5)} ms, p99 {bound(0.99)} ms"
+
+
+def gateway_pid(server_pid: int) -> int | None:
+    """The feed gateway: the server's child process running `exchange feed-gateway`."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"feed-gateway" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    return None
+
+
 async def run_phase(phase: Phase, server_pid: int, workers: list[Worker], http: httpx.AsyncClient,
                     symbol: str, load: Any, drain: bool) -> Phase:
     pids = [w.process.pid for w in workers]
+    gateway = gateway_pid(server_pid)
     seq_before = await book_seq(http, symbol)
     if workers:
         await ask_all(workers, "MARK")
+    gateway_before = cpu_seconds(gateway) if gateway else None
+    delays_before = await publish_delays(http)
     before = (cpu_seconds(server_pid), [cpu_seconds(p) for p in pids], time.process_time(), machine_cpu_seconds(),
               time.perf_counter())
     phase.started_wall_ns = time.time_ns()
@@ -374,9 +440,13 @@ async def run_phase(phase: Phase, server_pid: int, workers: list[Worker], http: 
         drained = max(a["waited_s"] for a in await ask_all(workers, "DRAIN"))
     after = (cpu_seconds(server_pid), [cpu_seconds(p) for p in pids], time.process_time(), machine_cpu_seconds(),
              time.perf_counter())
+    gateway_after = cpu_seconds(gateway) if gateway else None
+    phase.publish_delay = delay_summary(delays_before, await publish_delays(http))
     phase.cpu_wall = after[4] - before[4]
     if before[0] is not None and after[0] is not None:
         phase.server_cpu = after[0] - before[0]
+    if gateway_before is not None and gateway_after is not None:
+        phase.gateway_cpu = gateway_after - gateway_before
     subs_before, subs_after = [v for v in before[1] if v is not None], [v for v in after[1] if v is not None]
     if workers and len(subs_before) == len(subs_after) == len(pids):
         phase.subs_cpu = sum(subs_after) - sum(subs_before)
@@ -400,11 +470,25 @@ def merge(stats: list[dict[str, Any]]) -> dict[str, Any]:
                   min=min(s["min"] for s in stats), per_conn_min=min(s["per_conn_min"] for s in stats),
                   per_conn_max=max(s["per_conn_max"] for s in stats),
                   closes=sum((Counter(s["closes"]) for s in stats), Counter()),
-                  connect_errors=sum((Counter(s["connect_errors"]) for s in stats), Counter()))
+                  connect_errors=sum((Counter(s["connect_errors"]) for s in stats), Counter()),
+                  # several processes: the worst process's book percentiles (conservative)
+                  book_p50=max(s["book_p50"] for s in stats), book_p99=max(s["book_p99"] for s in stats),
+                  book_max=max(s["book_max"] for s in stats))
     for key, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)):
         merged[key] = percentile(sample, fraction)
     merged["note"] = "percentiles from a merged sample of every process"
     return merged
+
+
+ENGINE_CPUS = {0}       # --pin: the exchange process and the order driver
+FANOUT_CPUS = {1}       # --pin: the feed gateway and the subscriber processes
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of `pid` (threads created later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
 
 
 async def start_workers(args: argparse.Namespace, url: str, symbol: str) -> list[Worker]:
@@ -420,6 +504,8 @@ async def start_workers(args: argparse.Namespace, url: str, symbol: str) -> list
         process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
                                                        stdout=asyncio.subprocess.PIPE, limit=2**24)
         workers.append(Worker(process))
+        if args.pin:
+            pin(process.pid, FANOUT_CPUS)
         first_ip += -(-count // args.per_ip)
     if first_ip > 255:
         raise ValueError("too many subscribers for the loopback addresses 127.0.0.2-255: raise --per-ip")
@@ -432,11 +518,12 @@ async def run(args: argparse.Namespace, server: ServerProcess, flow: OrderFlow, 
     notes: list[str] = []
     workers: list[Worker] = []
     base_url = server.base_url
-    feed_url = base_url.replace("http://", "ws://", 1) + FEED_PATH + "?batch=1"
+    feed_url = server.feed_url.replace("http://", "ws://", 1) + FEED_PATH + "?batch=1"
     session = await OrderSession.connect(base_url, taker.key_id, taker.secret, request_timeout_s=60.0)
     refused = 0
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
+        # The gateway's book carries the feed's book seq (the count of book updates published).
+        async with httpx.AsyncClient(base_url=server.feed_url, timeout=30.0) as http:
             # (a) engine throughput without subscribers
             refused += await restock(base_url, makers, flow)
             await closed_loop(session, flow, Phase("warm-up"), min(args.window, 32), 1.0)
@@ -496,7 +583,7 @@ def report(info: list[tuple[str, str]], phases: list[Phase], notes: list[str]) -
         print(f"{key:<{width}}  {value}")
     print()
     header = (f"{'phase':<32} {'orders':>7} {'secs':>5} {'orders/s':>8} {'trades':>7} {'book upd':>8} "
-              f"{'events/s':>8} {'srv CPU':>7} {'subs CPU':>8} {'drv CPU':>7} {'oth CPU':>7}")
+              f"{'events/s':>8} {'srv CPU':>7} {'gw CPU':>7} {'subs CPU':>8} {'drv CPU':>7} {'oth CPU':>7}")
     print(header)
     print("-" * len(header))
     for p in phases:
@@ -507,11 +594,12 @@ def report(info: list[tuple[str, str]], phases: list[Phase], notes: list[str]) -
 
         other = None
         if p.machine_cpu is not None and p.server_cpu is not None:
-            other = max(0.0, p.machine_cpu - p.server_cpu - (p.subs_cpu or 0.0) - p.driver_cpu)
+            other = max(0.0, p.machine_cpu - p.server_cpu - (p.gateway_cpu or 0.0) - (p.subs_cpu or 0.0)
+                        - p.driver_cpu)
         events = p.filled + p.book_updates
         print(f"{p.name:<32} {p.orders:>7,} {p.seconds:>5.1f} {p.rate:>8,.0f} {p.filled:>7,} {p.book_updates:>8,} "
-              f"{events / max(1e-9, p.seconds):>8,.0f} {pct(p.server_cpu):>7} {pct(p.subs_cpu):>8} "
-              f"{pct(p.driver_cpu):>7} {pct(other):>7}")
+              f"{events / max(1e-9, p.seconds):>8,.0f} {pct(p.server_cpu):>7} {pct(p.gateway_cpu):>7} "
+              f"{pct(p.subs_cpu):>8} {pct(p.driver_cpu):>7} {pct(other):>7}")
     print("CPU: % of one core over the phase (with the drain); "
           f"{os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}%")
     print()
@@ -530,14 +618,18 @@ def report(info: list[tuple[str, str]], phases: list[Phase], notes: list[str]) -
             print(f"{p.name:<32} {p.subscribers:>5} {expected:>10,} {delivered:>10,} {delivered / span:>9,.0f} "
                   f"{ms(f['p50']):>9} {ms(f['p90']):>7} {ms(f['p99']):>7} {ms(f['p999']):>7} {ms(f['max']):>7} "
                   f"{f['drained_s']:>7.1f} {dropped:>7}")
-        print("latency: trades only (ts_ns = the sequencer's time of the command; book_update has no time stamp), "
+        print("latency: trades (ts_ns = the sequencer's time of the command); in a batched frame only its oldest "
+              "trade and oldest book_update are timed (conservative: the others waited less), "
               "ms, from the engine to the client's receipt; msgs/s = book updates + trades received by all "
               "subscribers / (last receipt - phase start); dropped = connections closed by the server "
               "(cumulative)")
         for p in fan:
             f = p.feed
+            print(f"{p.name}: engine -> gateway publish delay: {p.publish_delay}")
+            print(f"{p.name}: book_update latency p50 {ms(f['book_p50'])} p99 {ms(f['book_p99'])} "
+                  f"max {ms(f['book_max'])} ms")
             print(f"{p.name}: received per subscriber min {f['per_conn_min']:,} max {f['per_conn_max']:,}; "
-                  f"{f['samples']:,} trade latencies; closes {dict(f['closes']) or 'none'}"
+                  f"{f['samples']:,} trade latency samples; closes {dict(f['closes']) or 'none'}"
                   + (f"; {f['note']}" if "note" in f else ""))
     print()
     for p in phases:
@@ -551,6 +643,12 @@ def report(info: list[tuple[str, str]], phases: list[Phase], notes: list[str]) -
         ratio = c.rate / a.rate
         print(f"engine throughput with subscribers / without: {c.rate:,.0f} / {a.rate:,.0f} orders/s = {ratio:.2f} "
               f"(target >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'})")
+        if a.server_cpu and c.server_cpu and a.orders and c.orders:
+            # What the exchange process spends per order, whatever else competes for the machine's
+            # cores: the fan-out's cost to the engine itself.
+            per_a, per_c = 1e6 * a.server_cpu / a.orders, 1e6 * c.server_cpu / c.orders
+            print(f"exchange process CPU per order with subscribers / without: {per_c:,.0f} / {per_a:,.0f} us "
+                  f"= {per_c / per_a:.2f}")
     b = by.get("(b)")
     if b is not None and b.feed:
         per_s = (b.filled + b.book_updates) / max(1e-9, b.seconds)
@@ -569,6 +667,9 @@ def main() -> None:
     parser.add_argument("--per-ip", type=int, default=CONNECTIONS_PER_IP_MAX,
                         help="subscriber connections per loopback source address (the hub's per-IP limit)")
     parser.add_argument("--quick", action="store_true", help="100 subscribers, 3 s phases (a smoke test)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the exchange process and this driver to CPU 0, the feed gateway and the "
+                             "subscribers to CPU 1 (the deployment shape: fan-out on cores of its own)")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary data directory goes")
     parser.add_argument("--server-log-level", default="INFO")
     parser.add_argument("--no-uvloop", action="store_true", help="plain asyncio loops in the clients")
@@ -592,7 +693,7 @@ def main() -> None:
         data_dir = base / "data"
         spec = choose_series(time.time_ns())
         server = ServerProcess(data_dir, settings={"ws_in_flight_max": WS_IN_FLIGHT_MAX}, log_dir=base,
-                               log_level=args.server_log_level)
+                               log_level=args.server_log_level, feeds=True)
         maker_ids = [MAKER_BASE + i for i in range(MAKERS)]
         deposits = {TAKER: TAKER_CASH_MICROS, **{a: MAKER_CASH_MICROS for a in maker_ids}}
         credentials = bootstrap(server.settings, time.time_ns, series=[spec], deposits_micros=deposits,
@@ -602,6 +703,13 @@ def main() -> None:
             started = time.perf_counter()
             server.start()
             ready_s = time.perf_counter() - started
+            if args.pin:
+                gateway = gateway_pid(server.pid or 0)
+                if gateway is None or (os.cpu_count() or 1) < 2:
+                    parser.error("--pin needs 2 CPUs and the feed gateway process")
+                pin(server.pid or 0, ENGINE_CPUS)
+                pin(gateway, FANOUT_CPUS)
+                pin(os.getpid(), ENGINE_CPUS)
             (phases, notes), loop_name = run_async(run(args, server, flow, credentials[0], credentials[1:]),
                                                    not args.no_uvloop)
             server.terminate()
@@ -612,6 +720,8 @@ def main() -> None:
                            f"log: {log_problems(server.log_path)}"),
                 ("series", f"{spec.symbol}; {args.subscribers:,} subscribers (book full depth + trades); "
                            f"{args.seconds:g} s per phase"),
+                ("cpus", "pinned: exchange + order driver on CPU 0; feed gateway + subscribers on CPU 1"
+                         if args.pin else "not pinned: every process may run on any CPU"),
                 ("order mix", "1-lot IOC, alternating buy/sell, each crossing: one trade per order against "
                               f"{MAKERS} makers; one OrderSession")]
         report(info, phases, notes)
