@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,9 +217,10 @@ class FeedHub:
         self.engine_ts_ns = engine.stamp.ts_ns
         self.errors = 0
         self.slow_consumers = 0
-        # While publishing: the messages, in order, as (channel key, None, text) for everyone subscribed
-        # to the key or (None, subscriber, text) for one subscriber; delivered at the end (`_deliver`).
-        self._outbox: list[tuple[Key | None, Subscriber | None, str]] | None = None
+        # While publishing: the messages, in order, as (channel key, None, text, full_only) for everyone
+        # subscribed to the key (full_only: a full-depth book update, not for depth-limited subscribers)
+        # or (None, subscriber, text, False) for one subscriber; delivered at the end (`_deliver`).
+        self._outbox: list[tuple[Key | None, Subscriber | None, str, bool]] | None = None
         self._task: asyncio.Task[None] | None = None
         for symbol, series in engine.series.items():
             self._add_series(series.spec)
@@ -488,11 +489,14 @@ class FeedHub:
         for sub in list(subs):
             depth = sub.depth.get(symbol)
             if depth is None:
-                if full is None:
+                if full is None:   # one text, shared by every full-depth subscriber (see _deliver)
                     full = dumps({"type": "book_update", "symbol": symbol, "seq": seq, "prev_seq": prev_seq,
                                   "bids": self._levels_out(changed_bids, spec, True),
                                   "asks": self._levels_out(changed_asks, spec, False), "ts_ns": ts_ns})
-                self._send_to(sub, full)
+                    if self._outbox is not None:
+                        self._outbox.append((("book", symbol), None, full, True))
+                if self._outbox is None:
+                    sub.put(full)
                 sub.book_seq[symbol] = seq
                 continue
             top = tops.get(depth)
@@ -691,14 +695,14 @@ class FeedHub:
             return
         text = dumps(message)
         if self._outbox is not None:
-            self._outbox.append((key, None, text))
+            self._outbox.append((key, None, text, False))
         else:
             for sub in list(subs):
                 sub.put(text)
 
     def _send_to(self, sub: Subscriber, text: str) -> None:
         if self._outbox is not None:
-            self._outbox.append((None, sub, text))
+            self._outbox.append((None, sub, text, False))
         else:
             sub.put(text)
 
@@ -710,22 +714,28 @@ class FeedHub:
         outbox, self._outbox = self._outbox, None
         if not outbox:
             return
-        targeted = {sub for _, sub, _ in outbox if sub is not None}
+
+        def wanted(key: Key | None, full_only: bool, keys: Collection[Key], limited: Collection[str]) -> bool:
+            # A full-depth book update is for the book's subscribers without a depth limit only.
+            return key is not None and key in keys and not (full_only and key[1] in limited)
+
+        targeted = {target for _, target, _, _ in outbox if target is not None}
         affected: set[Subscriber] = set(targeted)
-        for key in {key for key, sub, _ in outbox if sub is None}:
+        for key in {key for key, target, _, _ in outbox if target is None}:
             affected.update(self.subs.get(key, ()))   # type: ignore[arg-type]
-        shared: dict[frozenset[Key], list[str]] = {}
-        frames: dict[frozenset[Key], str] = {}
+        shared: dict[tuple[frozenset[Key], frozenset[str]], list[str]] = {}
+        frames: dict[tuple[frozenset[Key], frozenset[str]], str] = {}
         for sub in affected:
+            limited = frozenset(symbol for symbol, depth in sub.depth.items() if depth is not None)
             if sub in targeted:     # a depth-limited book: its own messages among the shared ones
-                sub.put_texts([text for key, target, text in outbox
-                               if target is sub or (target is None and key in sub.keys)])
+                sub.put_texts([text for key, target, text, full_only in outbox
+                               if target is sub or (target is None and wanted(key, full_only, sub.keys, limited))])
                 continue
-            signature = frozenset(sub.keys)
+            signature = (frozenset(sub.keys), limited)
             texts = shared.get(signature)
             if texts is None:
-                texts = shared[signature] = [text for key, target, text in outbox
-                                             if target is None and key in signature]
+                texts = shared[signature] = [text for key, target, text, full_only in outbox
+                                             if target is None and wanted(key, full_only, signature[0], limited)]
             if not texts:
                 continue
             if not sub.batch:
