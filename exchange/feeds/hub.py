@@ -1,13 +1,15 @@
 """The feed hub: market data and private account updates, projected from the committed event stream.
 
-`FeedHub.publish(batch)` is the service's on-commit listener: called on the event loop once per
-committed batch (after the journal fsync, so nothing is published that a crash could undo). It never
-awaits and does O(events + changed levels) work: it updates the hub's own view (per-series level-2
-book with its book seq, last trade id, live candles, the index's trailing trades), serialises each
-message once and `put_nowait`s the text into the bounded queue of every subscriber. A queue that is
-full marks its subscriber slow (the connection is then closed with `slow_consumer`, code 1013): the
-engine never waits for a socket, whatever the number or speed of the subscribers. Anything raised in
-the hub is logged and counted (`errors`), never raised into the sequencer.
+`FeedHub.publish(batch)` is called by the feed gateway's follower (exchange/feeds/app.py) once per
+batch of committed journal records its replica of the core applied (so nothing is published that a
+crash could undo), with the replica as `engine`. It never awaits and does O(events + changed levels +
+subscribers) work: it updates the hub's own view (per-series level-2 book with its book seq, last trade
+id, live candles, the index's per-minute aggregates), serialises each message once, and at the end of
+the batch queues to each subscriber one frame of the messages of its channels, built once per
+distinct set of channels and shared (`_deliver`). A subscriber with more than `queue_max` messages
+waiting is slow (its connection is then closed with `slow_consumer`, code 1013): nothing waits for a
+socket, whatever the number or speed of the subscribers. Anything raised in the hub is logged and
+counted (`errors`), never raised into the follower.
 
 Book: after each batch the hub diffs the engine's levels of every series the batch touched against
 the levels it last published; a non-empty difference is one `book_update` (absolute sizes, lots 0
