@@ -7,6 +7,7 @@ import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
@@ -121,8 +122,6 @@ async def ready(context: ContextDep) -> dict[str, Any]:
 @router.get("/metrics", response_class=Response, tags=["operations"],
             responses={200: {"content": {"text/plain": {}}}})
 async def metrics(context: ContextDep) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     m = context.metrics
     m.replica_seq.set(context.replica.seq)
     m.replica_lag.set(context.replica.lag)

@@ -215,3 +215,25 @@ def test_batched_frames_carry_the_same_messages_in_order(feeds: Feeds) -> None:
                 break
         seq, rest = rest_book(feeds)
         assert (book.seq, book.as_rest(), trades) == (seq, rest, 10)
+
+
+def test_the_gateway_rest_refuses_bad_input_with_codes_and_reports_a_failed_follower(feeds: Feeds) -> None:
+    client = feeds.client
+    missing = client.get("/v1/series/NOPE-M1-261203/book")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    for bad in ({"depth": 0}, {"depth": 501}, {"depth": "x"}):
+        response = client.get(f"/v1/series/{SYMBOL}/book", params=bad)
+        assert response.status_code == 422, (bad, response.text)
+        assert set(response.json()) == {"code", "message", "details"}
+    assert client.get("/v1/series/bad%20symbol/book").status_code == 422
+    assert client.get("/v1/index/H100-M40", params={"start_ns": -1}).status_code == 422
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["lag"] == 0
+    # A follower that failed (a damaged journal, say) stops the gateway from serving anything stale.
+    feeds.context.failure = RuntimeError("damaged journal")
+    assert client.get("/ready").status_code == 503
+    with client.websocket_connect(PATH) as ws:
+        assert ws.receive_json()["code"] == "service_unavailable"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1013
