@@ -66,7 +66,7 @@ class GatewaySupervisor:
         delay = RESTART_DELAY_S_MIN
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
         env.update(self.settings.to_env())
-        while not self._stopped:
+        while not (self._stopped or self.stopping()):
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(*gateway_command(self.log_level), env=env)
             log.info("feed gateway started (pid %d) on port %d", self.process.pid, self.settings.feed_port)
