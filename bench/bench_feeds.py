@@ -409,23 +409,10 @@ def delay_summary(before: dict[str, float], after: dict[str, float]) -> str:
     return f"{count:,.0f} batches, mean {mean_ms:.1f} ms, p50 {bound(0.5)} ms, p99 {bound(0.99)} ms"
 
 
-def gateway_pid(server_pid: int) -> int | None:
-    """The feed gateway: the server's child process running `exchange feed-gateway`."""
-    try:
-        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    except OSError:
-        return None
-    for child in children:
-        with contextlib.suppress(OSError):
-            if b"feed-gateway" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return int(child)
-    return None
-
-
-async def run_phase(phase: Phase, server_pid: int, workers: list[Worker], http: httpx.AsyncClient,
+async def run_phase(phase: Phase, server: ServerProcess, workers: list[Worker], http: httpx.AsyncClient,
                     symbol: str, load: Any, drain: bool) -> Phase:
     pids = [w.process.pid for w in workers]
-    gateway = gateway_pid(server_pid)
+    server_pid, gateway = server.pid or 0, server.gateway_pid
     seq_before = await book_seq(http, symbol)
     if workers:
         await ask_all(workers, "MARK")
@@ -529,7 +516,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, flow: OrderFlow, 
             await closed_loop(session, flow, Phase("warm-up"), min(args.window, 32), 1.0)
             refused += await restock(base_url, makers, flow)
             phase = Phase(f"(a) closed loop w{args.window}, 0 subs")
-            phases.append(await run_phase(phase, server.pid or 0, [], http, flow.symbol,
+            phases.append(await run_phase(phase, server, [], http, flow.symbol,
                                           closed_loop(session, flow, phase, args.window, args.seconds), False))
             # the subscribers
             started = time.perf_counter()
@@ -546,7 +533,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, flow: OrderFlow, 
             refused += await restock(base_url, makers, flow)
             await asyncio.sleep(1.0)
             phase = Phase(f"(b) open loop {args.rate:,}/s, {connected} subs", subscribers=connected)
-            phases.append(await run_phase(phase, server.pid or 0, workers, http, flow.symbol,
+            phases.append(await run_phase(phase, server, workers, http, flow.symbol,
                                           open_loop(session, flow, phase, args.rate, args.seconds), True))
             # (c) engine throughput with the subscribers
             filled = await ask_all(workers, "FILL")
@@ -554,7 +541,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, flow: OrderFlow, 
             refused += await restock(base_url, makers, flow)
             await asyncio.sleep(1.0)
             phase = Phase(f"(c) closed loop w{args.window}, {connected} subs", subscribers=connected)
-            phases.append(await run_phase(phase, server.pid or 0, workers, http, flow.symbol,
+            phases.append(await run_phase(phase, server, workers, http, flow.symbol,
                                           closed_loop(session, flow, phase, args.window, args.seconds), True))
     finally:
         with contextlib.suppress(Exception):
@@ -704,7 +691,7 @@ def main() -> None:
             server.start()
             ready_s = time.perf_counter() - started
             if args.pin:
-                gateway = gateway_pid(server.pid or 0)
+                gateway = server.gateway_pid
                 if gateway is None or (os.cpu_count() or 1) < 2:
                     parser.error("--pin needs 2 CPUs and the feed gateway process")
                 pin(server.pid or 0, ENGINE_CPUS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 from exchange.api import present
 from exchange.api.auth import check_rate, client_ip
 from exchange.api.errors import ApiCode, ApiError
+from exchange.api.routes.market import BOOK_DEPTH_MAX, SymbolPath
 from exchange.api.schemas import TS_NS_MAX, BookOut, StatusOut
 from exchange.feeds.context import FeedContext
 from exchange.feeds.hub import dumps, index_out
@@ -22,10 +23,7 @@ from exchange.feeds.session import client_ip as ws_client_ip
 
 router = APIRouter()
 
-BOOK_DEPTH_MAX = 500
 HOUR_NS = 3_600_000_000_000
-SymbolPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
-ProductPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
 
 
 async def get_context(connection: HTTPConnection) -> FeedContext:
@@ -90,7 +88,7 @@ async def book(symbol: SymbolPath, context: ContextDep,
 
 
 @router.get("/v1/index/{product}", tags=["market data"], dependencies=[Depends(public_rate_limit)])
-async def index_history(product: ProductPath, context: ContextDep,
+async def index_history(product: SymbolPath, context: ContextDep,
                         start_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None,
                         end_ns: Annotated[int | None, Query(ge=0, le=TS_NS_MAX)] = None) -> dict[str, Any]:
     """The product's GPU-hour index, one value per minute in [start_ns, end_ns) (default: the last

@@ -67,7 +67,8 @@ def segment_paths(directory: Path) -> list[Path]:
     return paths
 
 
-def _segment_path(directory: Path, first_seq: int) -> Path:
+def segment_path(directory: Path, first_seq: int) -> Path:
+    """The file of the segment whose first record is `first_seq`."""
     return directory / f"{first_seq:020d}{SUFFIX}"
 
 
@@ -195,7 +196,7 @@ class Journal:
         if self._file is not None:
             self.commit()
             self._file.close()
-        self._file = open(_segment_path(self.directory, first_seq), "xb")  # noqa: SIM115
+        self._file = open(segment_path(self.directory, first_seq), "xb")  # noqa: SIM115
         self._file_bytes = 0
         # The new file's directory entry must be durable too, or a crash could lose the segment.
         fd = os.open(self.directory, os.O_RDONLY)

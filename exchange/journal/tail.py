@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from exchange.journal.codec import CodecError
-from exchange.journal.journal import JournalCorrupt, segment_paths
+from exchange.journal.journal import JournalCorrupt, segment_path, segment_paths
 from exchange.journal.record import HEADER, HEADER_BYTES, RECORD_BYTES_MAX, Entry, decode_payload, payload_seq
 
-SUFFIX: Final = ".journal"
 CHUNK_BYTES: Final = 1 << 20
 
 
@@ -67,7 +66,7 @@ class JournalTail:
             expected = self.seq + 1
             entry = self._frame(expected, decode=True) if self._fd >= 0 else None
             if entry is None:
-                following = self.directory / f"{expected:020d}{SUFFIX}"
+                following = segment_path(self.directory, expected)
                 if not following.exists():
                     raise JournalCorrupt(self._path, self._offset, expected,
                                          f"committed up to seq {seq_max}, but the journal ends at seq {self.seq}")

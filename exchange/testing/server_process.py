@@ -134,6 +134,21 @@ class ServerProcess:
         return self.process.pid if self.process is not None else None
 
     @property
+    def gateway_pid(self) -> int | None:
+        """The feed gateway child process (with `feeds`), or None if none runs now (Linux /proc)."""
+        if self.pid is None:
+            return None
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return None
+        for child in children:
+            with contextlib.suppress(OSError):
+                if b"feed-gateway" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+        return None
+
+    @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

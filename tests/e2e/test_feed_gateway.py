@@ -19,11 +19,10 @@ from exchange.testing.server_process import ServerProcess, free_port, settings_e
 DEADLINE_S = 60.0
 
 
-def gateway_pid(server_pid: int) -> int:
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    found = [int(c) for c in children if b"feed-gateway" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    assert len(found) == 1, f"gateway children of {server_pid}: {found}"
-    return found[0]
+def gateway_pid(server: ServerProcess) -> int:
+    pid = server.gateway_pid
+    assert pid is not None, f"no feed gateway child of {server.pid}"
+    return pid
 
 
 def wait_ready(url: str, *, min_seq: int = 0) -> dict[str, object]:
@@ -59,12 +58,12 @@ def test_a_killed_gateway_is_restarted_and_serves_the_same_book(tmp_path: Path) 
         wait_ready(server.feed_url, min_seq=seq)
         before = book(server.feed_url, symbol)
         assert before[0] and before[0][0][1] == 3
-        first = gateway_pid(server.pid or 0)
+        first = gateway_pid(server)
         os.kill(first, signal.SIGKILL)
         me.place_order(symbol, "buy", 2, price=ref)     # while no gateway runs
         seq = int(httpx.get(f"{server.base_url}/ready").json()["journal_seq"])
         wait_ready(server.feed_url, min_seq=seq)
-        assert gateway_pid(server.pid or 0) != first
+        assert gateway_pid(server) != first
         bids, _ = book(server.feed_url, symbol)
         assert bids[0][1] == 5, bids
         engine_bids = httpx.get(f"{server.base_url}/v1/series/{symbol}/book", params={"depth": 100}).json()["bids"]
@@ -74,7 +73,7 @@ def test_a_killed_gateway_is_restarted_and_serves_the_same_book(tmp_path: Path) 
 def test_the_gateway_exits_when_the_exchange_dies_and_a_second_one_follows_by_hand(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", feeds=True)
     with server:
-        gateway = gateway_pid(server.pid or 0)
+        gateway = gateway_pid(server)
         # A second gateway on the same data directory, started by hand.
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}

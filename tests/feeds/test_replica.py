@@ -19,16 +19,7 @@ from exchange.journal.tail import JournalTail
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.service.sequencer import Sequenced
 from exchange.testing.flow import random_commands
-
-
-class ReplayClock:
-    def __init__(self, times: list[int]) -> None:
-        self.times = iter(times)
-        self.last = 0
-
-    def __call__(self) -> int:
-        self.last = next(self.times, self.last)
-        return self.last
+from tests.service.test_exchange_service import ReplayClock
 
 
 def _config(data_dir: Path, **more: object) -> ServiceConfig:
