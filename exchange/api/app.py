@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
+from exchange.api.quota import RateLimitHeaders
 from exchange.api.ratelimit import RateLimits
 from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
 from exchange.api.runtime import Runtime
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     for module in (health, market, orders, account, settlement, admin, ws_orders):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
+    app.add_middleware(RateLimitHeaders)   # outermost, so that the edge's own errors (413, 500) carry them too
     return app
 
 

@@ -352,3 +352,13 @@ class RevokedOut(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class TradePage(BaseModel, Generic[T]):
+    """A page of trades, newest first, with opaque cursors both ways."""
+
+    items: list[T] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the older trades after this page; null when "
+                                    "there are none", examples=["bzoxMjM0"])
+    prev_cursor: str | None = Field(description="pass as `cursor` for trades newer than this page (poll with it "
+                                    "for new trades); null only past the oldest end", examples=["bjoxMjQx"])

@@ -22,7 +22,7 @@ _TEXT_RULES: dict[str, str] = {
     "amount": 'a positive decimal number of USD with at most 6 decimals, as a string, e.g. "2500.00"',
     "symbol": 'a series symbol such as "H100-M40-Z26" (capital letters, digits and "-"; see GET /v1/series)',
     "client_order_id": '1 to 36 letters, digits, "_" or "-", e.g. "my-order-1"',
-    "cursor": "the next_cursor or prev_cursor of a previous page, unchanged",
+    "cursor": "an opaque cursor: the next_cursor (or prev_cursor) of a previous page, passed back unchanged",
     "key_id": 'an API key id such as "ak_0123456789abcdef"',
 }
 # ... and when it is a whole number (an integer type or range error on it).
