@@ -37,6 +37,7 @@ def _account(runtime: Runtime, principal: Principal) -> Account:
 
 @router.get("/account", response_model=WhoAmIOut)
 async def whoami(principal: Reader, runtime: RuntimeDep) -> dict[str, Any]:
+    """The account the signing key acts for, whether it may trade, and the key's scopes."""
     account = _account(runtime, principal)
     return {"account_id": account.account_id, "enabled": account.enabled, "key_id": principal.key_id,
             "scopes": list(principal.scopes)}

@@ -82,6 +82,7 @@ async def series_list(runtime: RuntimeDep, status: Literal["trading", "all"] = "
 
 @router.get("/series/{symbol}", response_model=SeriesOut)
 async def series_one(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
+    """One series' full spec: lot size in GPU-hours, tick, reference price and price band, limits, margin, fees."""
     return _series_out(runtime, symbol)
 
 
@@ -115,6 +116,7 @@ async def trades(symbol: SymbolPath, runtime: RuntimeDep, limit: Limit = 100, cu
 
 @router.get("/series/{symbol}/ticker", response_model=TickerOut)
 async def ticker(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
+    """Best bid and ask now, the last trade price, and the open, high, low, change and volume of the last 24 h."""
     spec = runtime.spec(symbol)
     engine = runtime.engine
     bid, ask = engine.top_of_book(symbol)
