@@ -161,7 +161,7 @@ MARKET_OUT: dict[str, JSON] = {
     "index": _obj("the product's GPU-hour index at a whole minute", {
         "type": _const("index", "index"), "product": _s("generation-grade", "H100-M40"), "ts_ns": _TS,
         "value": _nullable(_s("USD per GPU-hour; null: no trades in the hour", "2.400")),
-        "trades": _i("trades in the hour"), "volume": {"type": ["integer", "string"], "description": "GPU-hours"}}),
+        "trades": _i("trades in the hour"), "volume": _i("GPU-hours traded in the hour")}),
     "fill": {"allOf": [_ref("FillOut")], "description": "private: one of your trades", "type": "object",
              "properties": {"type": _const("fill", "fill")}, "required": ["type"]},
     "order": _obj("private: one of your orders changed", {

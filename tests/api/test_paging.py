@@ -116,7 +116,8 @@ def test_rate_limit_headers_on_every_response_errors_included(tmp_path: Path) ->
 
         def signed(path: str) -> httpx.Response:
             headers = signed_headers(alice, "GET", path, b"", clock.now_ns // 10**9)
-            return client.get(path, headers=headers)
+            response: httpx.Response = client.get(path, headers=headers)
+            return response
 
         assert _quota(signed("/v1/balances")) == (3, 2, 1)                      # the key's bucket is tighter
         assert _quota(signed("/v1/orders?limit=0")) == (3, 1, 2)                # 422 after the rate check
