@@ -69,8 +69,9 @@ class RateLimitHeaders:
 def _add_headers(scope: Scope, message: Message, key_id: str | None) -> None:
     from exchange.api.auth import client_ip  # auth imports this module (note_key)
 
-    app = scope.get("app")
-    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    state = getattr(scope.get("app"), "state", None)
+    # The API keeps its limits in the runtime, the feed gateway in its context; both have limits and a clock.
+    runtime = getattr(state, "runtime", None) or getattr(state, "context", None)
     if runtime is None:   # before the lifespan built it: no limits yet
         return
     limit, remaining, full_ms = runtime.limits.status(key_id, client_ip(Request(scope)), runtime.clock_ns())

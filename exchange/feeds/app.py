@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from exchange.api import asyncapi
 from exchange.api.errors import install_error_handlers
 from exchange.api.keyring import KeyRing
+from exchange.api.quota import RateLimitHeaders
 from exchange.api.ratelimit import RateLimits
 from exchange.catalog import Catalog, load_catalog
 from exchange.feeds import routes
@@ -88,6 +89,7 @@ def create_feed_app(settings: Settings | None = None, *, catalog: Catalog | None
     install_error_handlers(app)
     app.include_router(routes.router)
     asyncapi.install(app)   # the same document as the API's: it describes both sockets
+    app.add_middleware(RateLimitHeaders)
     return app
 
 
