@@ -69,6 +69,11 @@ def test_order_size_and_position_limits_carry_the_limit(api: Api) -> None:
     body = _error(api.place("alice", "buy", 1000, "2.300"), 422, "order_too_large")
     assert body["details"] == {"amount": 1000, "max_order_lots": 500}
     assert body["message"] == "quantity 1000 lots exceeds the maximum 500 lots"
+    for _ in range(10):
+        assert api.place("alice", "buy", 500, "2.300").status_code == 201
+    body = _error(api.place("alice", "buy", 1, "2.300"), 409, "position_limit")
+    assert body["message"] == "worst-case position 5001 lots would exceed the limit 5000 lots"
+    assert body["details"] == {"worst_case_position_lots": 5001, "max_position_lots": 5000}
 
 
 def test_schema_violations_are_sentences_about_the_field(api: Api) -> None:
