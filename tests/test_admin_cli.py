@@ -32,6 +32,7 @@ def test_init_accounts_cash_replay_and_snapshot(tmp_path: Path) -> None:
     assert code == 1 and "more precision than one micro-dollar" in out
     code, out = _run("withdraw", "7", "3000", "--data", data)
     assert code == 1 and "insufficient_funds" in out  # more than the account holds
+    assert "withdrawing $3,000.00 would leave -$499.50 of cash" in out and "at most $2,500.50 is available" in out
     code, out = _run("withdraw", "7", "500.50", "--data", data)
     assert code == 0 and "2000.000000 USD" in out
     code, out = _run("positions", "7", "--data", data)

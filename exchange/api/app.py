@@ -18,9 +18,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from exchange.api import asyncapi, openapi
 from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
+from exchange.api.quota import RateLimitHeaders
 from exchange.api.ratelimit import RateLimits
 from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
 from exchange.api.runtime import Runtime
@@ -88,14 +90,34 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             store.close()
 
     app = FastAPI(title="GPU compute futures exchange", version="1", lifespan=lifespan,
-                  responses=ERROR_RESPONSES,
-                  description="GPU-hour futures graded by MFU. Signed requests: see the README's API section.")
+                  responses=ERROR_RESPONSES, description=API_DESCRIPTION,
+                  generate_unique_id_function=openapi.operation_id)
     install_error_handlers(app)
     for module in (health, market, orders, account, settlement, admin, ws_orders):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
+    app.add_middleware(RateLimitHeaders)   # outermost, so that the edge's own errors (413, 500) carry them too
+    openapi.install(app)
+    asyncapi.install(app)
     return app
 
+
+API_DESCRIPTION = """GPU-hour futures graded by MFU: one lot is `gpus_per_lot` GPUs for every hour of the delivery
+period, priced in USD per GPU-hour on a tick grid.
+
+- **Units**: prices and cash are decimal strings (JSON numbers are refused, so values stay exact), lots are
+  integers, times are integer nanoseconds since the epoch (UTC).
+- **Signed requests**: three headers, `EX-ACCESS-KEY`, `EX-ACCESS-TIMESTAMP` (seconds) and `EX-ACCESS-SIGN` =
+  base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + body)); see the security schemes.
+- **Errors**: always `{"code", "message", "details"}`; `details` carries the numbers (band, tick, nearest valid
+  prices, required and available margin; `errors[]` per field for schema violations).
+- **Pages**: `limit` and an opaque `cursor`; trades and fills are newest first with `next_cursor` (older) and
+  `prev_cursor` (newer), and `since`/`until`.
+- **Rate limits**: every response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`;
+  429 adds `Retry-After`.
+- **WebSockets**: order entry at `/v1/ws/orders` (this server) and market data at `/v1/ws/market` (the feed
+  gateway) are described by the AsyncAPI document at `/asyncapi.json`.
+"""
 
 OPERATOR_KEY_FILE = "operator-key.json"
 

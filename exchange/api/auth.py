@@ -17,6 +17,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 
 from exchange.api.errors import ApiCode, ApiError
+from exchange.api.quota import note_key
 from exchange.api.ratelimit import RateLimits, retry_after_seconds
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.settings import Settings
@@ -59,6 +60,7 @@ def _unauthorized(code: ApiCode, message: str) -> ApiError:
 
 
 def check_rate(runtime: AuthContext, key_id: str | None, ip: str) -> None:
+    note_key(key_id)   # for the X-RateLimit-* headers of the response
     wait_ms = runtime.limits.check(key_id, ip, runtime.clock_ns())
     if wait_ms:
         raise ApiError(429, ApiCode.RATE_LIMITED, f"rate limit exceeded: retry in {wait_ms} ms",

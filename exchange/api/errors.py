@@ -7,6 +7,7 @@ and the `ApiCode` values below for what the API itself refuses before anything r
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -16,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from exchange.api import validation
 from exchange.domain.codes import RejectCode
+from exchange.domain.events import Rejected
 
 
 class ApiCode(StrEnum):
@@ -94,12 +97,19 @@ def rejected(code: str, message: str, details: dict[str, Any] | None = None) -> 
     return ApiError(reject_status(RejectCode(code)), code, message, details)
 
 
-def _validation_details(error: RequestValidationError) -> dict[str, Any]:
-    problems = []
-    for item in error.errors()[:20]:  # bounded: a hostile body must not produce a huge answer
-        problems.append({"loc": [str(part) for part in item.get("loc", ())], "msg": str(item.get("msg", "")),
-                         "type": str(item.get("type", ""))})
-    return {"errors": problems}
+def engine_refusal(event: Rejected, **more: Any) -> ApiError:
+    """The engine's refusal as an API error: its message (already in USD, lots and prices per GPU-hour)
+    and its details as JSON (tuples become lists), plus `more` (e.g. the order id)."""
+    details: dict[str, Any] = {name: list(value) if isinstance(value, tuple) else value
+                               for name, value in event.details}
+    details.update(more)
+    return rejected(event.code, event.message, details)
+
+
+def validation_failed(errors: Sequence[Mapping[str, Any]]) -> ApiError:
+    """422 validation_error from pydantic's errors, said per field (`exchange.api.validation`)."""
+    found = validation.problems(errors)
+    return ApiError(422, ApiCode.VALIDATION_ERROR, validation.summary(found), {"errors": found})
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -117,12 +127,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        details = _validation_details(error)
-        if any(p["type"] == "json_invalid" for p in details["errors"]):
-            return ApiError(400, ApiCode.MALFORMED_JSON, "the body is not valid JSON", details).response()
-        first = details["errors"][0] if details["errors"] else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"])
-        return ApiError(422, ApiCode.VALIDATION_ERROR, f"{where}: {first['msg']}", details).response()
+        failed = validation_failed(error.errors())
+        if any(p["type"] == "json_invalid" for p in failed.details["errors"]):
+            return ApiError(400, ApiCode.MALFORMED_JSON, "the body is not valid JSON", failed.details).response()
+        return failed.response()
 
     async def on_http(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)

@@ -100,6 +100,12 @@ class RateLimiter:
             return 0
         return _ceil_div(_ceil_div(need - level, self.rate_per_s), _NS_PER_MS)
 
+    def status(self, key: str, now_ns: int) -> tuple[int, int]:
+        """(whole tokens the key holds at `now_ns`, milliseconds until its bucket is full again, rounded
+        up). Changes nothing: what the rate-limit headers of a response report."""
+        level, _ = self._level(key, now_ns)
+        return level // UNITS_PER_TOKEN, _ceil_div(_ceil_div(self._capacity - level, self.rate_per_s), _NS_PER_MS)
+
     def take(self, key: str, now_ns: int, cost: int = 1) -> None:
         """Take `cost` tokens from the key's bucket, which must hold them (see `wait_ms`)."""
         need = self._cost_units(cost)
@@ -141,6 +147,17 @@ class RateLimits:
     def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(per_key=RateLimiter(settings.rate_per_key_per_s, settings.burst_per_key),
                    per_ip=RateLimiter(settings.rate_per_ip_per_s, settings.burst_per_ip))
+
+    def status(self, key_id: str | None, ip: str, now_ns: int) -> tuple[int, int, int]:
+        """(limit, remaining, ms until full) of the tighter of the two buckets a request draws on: the one
+        with fewer tokens left (the per-IP one when there is no key). `limit` is that bucket's burst."""
+        remaining, full_ms = self.per_ip.status(ip, now_ns)
+        limit = self.per_ip.burst
+        if key_id is not None:
+            key_remaining, key_full_ms = self.per_key.status(key_id, now_ns)
+            if key_remaining < remaining:
+                limit, remaining, full_ms = self.per_key.burst, key_remaining, key_full_ms
+        return limit, remaining, full_ms
 
     def check(self, key_id: str | None, ip: str, now_ns: int, cost: int = 1) -> int:
         """0 if allowed by both limiters (tokens taken from both), else the longer of their waits

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
-from exchange.api.errors import ApiCode, ApiError, rejected
+from exchange.api.errors import ApiCode, ApiError, engine_refusal
 from exchange.api.keyring import KeyRing
 from exchange.api.metrics import Metrics
 from exchange.api.ratelimit import RateLimits
@@ -83,7 +83,7 @@ class Runtime:
         events = await self.submit(command)
         for event in events:
             if isinstance(event, Rejected):
-                raise rejected(event.code, event.message)
+                raise engine_refusal(event)
         return events
 
     def projected_seq(self) -> int:

@@ -68,6 +68,8 @@ class Strict(BaseModel):
 
 # -- requests --------------------------------------------------------------------------------------
 class PlaceOrderBody(Strict):
+    """A new order: a limit order (with a price) or a market order (an IOC or FOK at the band edge)."""
+
     symbol: Symbol
     side: SideName
     type: OrderTypeName = "limit"
@@ -82,6 +84,8 @@ class PlaceOrderBody(Strict):
 
 
 class AmendOrderBody(Strict):
+    """A new price and/or a new open quantity for an open order (at least one of the two)."""
+
     # At least one of the two, not null: said in the schema so that it admits no body the API refuses.
     model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"required": ["price"], "properties": {"price": {"type": "string"}}},
@@ -93,59 +97,83 @@ class AmendOrderBody(Strict):
 
 
 class CancelAllBody(Strict):
+    """Which open orders to cancel: all of the account's, or only one series' and/or one side's."""
+
     symbol: Symbol | None = None
     side: SideName | None = None
 
 
 class CancelAllAfterBody(Strict):
+    """Arm, re-arm or (with 0) disarm the account's dead man's switch."""
+
     timeout_seconds: Annotated[int, Field(ge=0, le=TIMEOUT_S_MAX, description="0 disarms the switch"),
                                WholeNumber]
 
 
 class CreateAccountBody(Strict):
+    """A new trader account."""
+
     account_id: Annotated[int, Field(ge=1, le=ACCOUNT_ID_MAX), WholeNumber] | None = Field(
         default=None, description="default: one more than the highest existing id")
 
 
 class CashBody(Strict):
+    """A deposit or withdrawal."""
+
     amount: CashAmount
 
 
 class EnabledBody(Strict):
+    """The account kill switch."""
+
     enabled: bool
 
 
 class HaltBody(Strict):
+    """Halt or resume a series."""
+
     halted: bool
 
 
 class CreateKeyBody(Strict):
+    """A new API key for an account, with its scopes."""
+
     account_id: Annotated[int, Field(ge=1, le=ACCOUNT_ID_MAX), WholeNumber]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
 
 
 class ListSeriesBody(Strict):
+    """A series of the catalog to list for trading."""
+
     symbol: Symbol
 
 
 # -- responses -------------------------------------------------------------------------------------
 class ErrorOut(BaseModel):
+    """Every error: a stable code, a message for a person and the numbers behind it."""
+
     code: str
     message: str
     details: dict[str, object]
 
 
 class StatusOut(BaseModel):
+    """The process is up."""
+
     status: str
 
 
 class ReadyOut(BaseModel):
+    """Ready to take orders, and how far the journal and the SQL store are."""
+
     status: str
     journal_seq: int
     projected_seq: int
 
 
 class ProductOut(BaseModel):
+    """A product (GPU generation × minimum MFU grade) and its listed series."""
+
     product: str
     generation: str
     description: str
@@ -156,6 +184,8 @@ class ProductOut(BaseModel):
 
 
 class SeriesOut(BaseModel):
+    """A series' full contract terms, price band, limits, margin and fees."""
+
     symbol: str
     product: str
     generation: str
@@ -181,6 +211,8 @@ class SeriesOut(BaseModel):
 
 
 class BookOut(BaseModel):
+    """A level-2 snapshot of a series' order book."""
+
     symbol: str
     seq: int
     ts_ns: int
@@ -191,6 +223,8 @@ class BookOut(BaseModel):
 
 
 class TradeOut(BaseModel):
+    """A public trade."""
+
     trade_id: int
     symbol: str
     price: str
@@ -201,6 +235,8 @@ class TradeOut(BaseModel):
 
 
 class TickerOut(BaseModel):
+    """Best bid and ask, the last price and 24-hour statistics."""
+
     symbol: str
     bid: str | None
     ask: str | None
@@ -215,6 +251,8 @@ class TickerOut(BaseModel):
 
 
 class CandleOut(BaseModel):
+    """One OHLCV bar (bars without trades are left out)."""
+
     start_ns: int
     open: str
     high: str
@@ -225,6 +263,8 @@ class CandleOut(BaseModel):
 
 
 class OrderOut(BaseModel):
+    """An order as the exchange holds it (CCXT-like: amount, filled, remaining, average, status)."""
+
     id: str
     client_order_id: str | None
     symbol: str
@@ -248,6 +288,8 @@ class OrderOut(BaseModel):
 
 
 class FillOut(BaseModel):
+    """One of your trades, from your side."""
+
     trade_id: int
     order_id: str
     symbol: str
@@ -261,6 +303,8 @@ class FillOut(BaseModel):
 
 
 class PositionOut(BaseModel):
+    """A net position with its entry price and P&L at the mark."""
+
     symbol: str
     size: int
     entry_price: str | None
@@ -269,6 +313,8 @@ class PositionOut(BaseModel):
 
 
 class BalanceOut(BaseModel):
+    """Cash, the initial margin held, and what is available."""
+
     account_id: int
     currency: Literal["USD"]
     cash: str
@@ -277,6 +323,8 @@ class BalanceOut(BaseModel):
 
 
 class PostingOut(BaseModel):
+    """One cash movement in the double-entry ledger, from the account's side."""
+
     seq: int
     leg: int
     ts_ns: int
@@ -288,11 +336,15 @@ class PostingOut(BaseModel):
 
 
 class AccountOut(BaseModel):
+    """An account and whether it may trade."""
+
     account_id: int
     enabled: bool
 
 
 class WhoAmIOut(BaseModel):
+    """The signed-in key: its account and scopes."""
+
     account_id: int
     enabled: bool
     key_id: str
@@ -300,19 +352,27 @@ class WhoAmIOut(BaseModel):
 
 
 class CashOut(BaseModel):
+    """The account's cash after a deposit or withdrawal."""
+
     account_id: int
     cash: str
 
 
 class CancelledOut(BaseModel):
+    """How many orders were cancelled."""
+
     cancelled: int
 
 
 class DeadlineOut(BaseModel):
+    """When the dead man's switch fires (null: disarmed)."""
+
     deadline_ns: int | None
 
 
 class KeyOut(BaseModel):
+    """A new API key and its secret (shown only once)."""
+
     key_id: str
     secret: str
     account_id: int
@@ -320,6 +380,8 @@ class KeyOut(BaseModel):
 
 
 class SettlementOut(BaseModel):
+    """A published daily settlement price."""
+
     symbol: str
     date: str
     price: str
@@ -329,6 +391,8 @@ class SettlementOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    """A delivery of a terminated series: who delivers what to whom, and its settlement once posted."""
+
     delivery_id: str
     symbol: str
     seller: int
@@ -345,10 +409,24 @@ class DeliveryOut(BaseModel):
 
 
 class RevokedOut(BaseModel):
+    """A revoked API key."""
+
     key_id: str
     revoked: bool
 
 
 class Page(BaseModel, Generic[T]):
+    """A page of items with a cursor to the next."""
+
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class TradePage(BaseModel, Generic[T]):
+    """A page of trades, newest first, with opaque cursors both ways."""
+
+    items: list[T] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the older trades after this page; null when "
+                                    "there are none", examples=["o1234"])
+    prev_cursor: str | None = Field(description="pass as `cursor` for trades newer than this page (poll with it "
+                                    "for new trades); null only past the oldest end", examples=["n1241"])

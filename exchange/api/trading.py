@@ -4,13 +4,14 @@ JSON body) or raises `ApiError`, so both transports answer identically."""
 
 from __future__ import annotations
 
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from exchange.api import present
 from exchange.api.auth import Principal
-from exchange.api.errors import ApiCode, ApiError, rejected
+from exchange.api.errors import ApiCode, ApiError, engine_refusal, rejected
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import AmendOrderBody, CancelAllAfterBody, CancelAllBody, PlaceOrderBody
 from exchange.domain.codes import RejectCode
@@ -18,7 +19,7 @@ from exchange.domain.commands import AmendOrder, CancelAllAfter, CancelOrder, Ma
 from exchange.domain.events import CancelAllAfterSet, DuplicateOrder, MassCancelDone, OrderAccepted, Rejected
 from exchange.domain.order import OrderType, TimeInForce
 from exchange.domain.spec import SeriesSpec
-from exchange.domain.units import UnitError, price_to_ticks
+from exchange.domain.units import UnitError, price_to_ticks, ticks_to_price
 
 OrderRef = tuple[int | None, str | None]   # (exchange order id, client order id): exactly one is set
 
@@ -33,8 +34,20 @@ def _series_spec(runtime: Runtime, symbol: str) -> SeriesSpec:
 def _ticks(price: str, spec: SeriesSpec) -> int:
     try:
         return price_to_ticks(price, spec.tick_micros)
-    except UnitError as error:
-        raise ApiError(422, RejectCode.INVALID_PRICE, str(error)) from None
+    except UnitError:
+        raise off_tick(price, spec) from None
+
+
+def off_tick(price: str, spec: SeriesSpec) -> ApiError:
+    """A price off the series' tick grid (the schema has made sure it is a plain decimal): which tick,
+    and the valid prices on either side of it."""
+    tick = ticks_to_price(1, spec.tick_micros)
+    below = int((Decimal(price) / tick).to_integral_value(ROUND_FLOOR))
+    nearest = [present.price(t, spec) for t in (below, below + 1) if t > 0]
+    return ApiError(422, RejectCode.INVALID_PRICE,
+                    f"price {price} is not a multiple of the tick {tick} USD per GPU-hour: the nearest valid "
+                    f"prices are {' and '.join(nearest)}",
+                    {"price": price, "tick": str(tick), "nearest_valid": nearest})
 
 
 async def order_view(runtime: Runtime, account_id: int, ref: OrderRef) -> dict[str, Any]:
@@ -56,8 +69,8 @@ async def order_view(runtime: Runtime, account_id: int, ref: OrderRef) -> dict[s
 def _raise_rejection(events: list[Any]) -> None:
     for event in events:
         if isinstance(event, Rejected):
-            details = {"order_id": str(event.order_id)} if event.order_id is not None else {}
-            raise rejected(event.code, event.message, details)
+            more = {"order_id": str(event.order_id)} if event.order_id is not None else {}
+            raise engine_refusal(event, **more)
 
 
 async def place(runtime: Runtime, principal: Principal, body: PlaceOrderBody) -> tuple[int, dict[str, Any]]:

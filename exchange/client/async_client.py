@@ -92,7 +92,7 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, JSON]]):
         return self._items(lambda cursor: self.series(status, page_size, cursor))
 
     def iter_trades(self, symbol: str, page_size: int | None = None) -> AsyncIterator[JSON]:
-        """Every public trade of a series, page by page (`async for`)."""
+        """Every public trade of a series, newest first, page by page (`async for`)."""
         return self._items(lambda cursor: self.trades(symbol, page_size, cursor))
 
     def iter_orders(self, status: str = "all", symbol: str | None = None,
@@ -101,7 +101,7 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, JSON]]):
         return self._items(lambda cursor: self.orders(status, symbol, page_size, cursor))
 
     def iter_fills(self, symbol: str | None = None, page_size: int | None = None) -> AsyncIterator[JSON]:
-        """Every fill of the account, page by page (`async for`)."""
+        """Every fill of the account, newest first, page by page (`async for`)."""
         return self._items(lambda cursor: self.fills(symbol, page_size, cursor))
 
     def iter_ledger(self, page_size: int | None = None) -> AsyncIterator[JSON]:

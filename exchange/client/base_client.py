@@ -191,10 +191,14 @@ class BaseClient(ABC, Generic[R]):
         return self._call(Call.get(f"/v1/series/{segment(symbol)}/book", {"depth": _opt_int(depth, "depth")},
                                    private=False))
 
-    def trades(self, symbol: str, limit: int | None = None, cursor: str | None = None) -> R:
-        """GET /v1/series/{symbol}/trades: one page of public trades, {"items", "next_cursor"}."""
+    def trades(self, symbol: str, limit: int | None = None, cursor: str | None = None, *,
+               since_ns: int | None = None, until_ns: int | None = None) -> R:
+        """GET /v1/series/{symbol}/trades: one page of public trades, newest first, {"items", "next_cursor"
+        (older trades), "prev_cursor" (newer ones)}; `since_ns` <= trade time < `until_ns`."""
         return self._call(Call.get(f"/v1/series/{segment(symbol)}/trades",
-                                   {"limit": _opt_int(limit, "limit"), "cursor": cursor}, private=False))
+                                   {"limit": _opt_int(limit, "limit"), "cursor": cursor,
+                                    "since": _opt_int(since_ns, "since_ns"), "until": _opt_int(until_ns, "until_ns")},
+                                   private=False))
 
     def ticker(self, symbol: str) -> R:
         """GET /v1/series/{symbol}/ticker: bid, ask, last and 24 h statistics."""
@@ -275,10 +279,13 @@ class BaseClient(ABC, Generic[R]):
 
     # -- private: account --------------------------------------------------------------------------
 
-    def fills(self, symbol: str | None = None, limit: int | None = None, cursor: str | None = None) -> R:
-        """GET /v1/fills [read]: one page of the account's fills (price, amount, fee, maker/taker)."""
+    def fills(self, symbol: str | None = None, limit: int | None = None, cursor: str | None = None, *,
+              since_ns: int | None = None, until_ns: int | None = None) -> R:
+        """GET /v1/fills [read]: one page of the account's fills (price, amount, fee, maker/taker), newest
+        first, with cursors both ways like `trades`."""
         return self._call(Call.get("/v1/fills", {"symbol": symbol, "limit": _opt_int(limit, "limit"),
-                                                 "cursor": cursor}))
+                                                 "cursor": cursor, "since": _opt_int(since_ns, "since_ns"),
+                                                 "until": _opt_int(until_ns, "until_ns")}))
 
     def positions(self) -> R:
         """GET /v1/positions [read]: {"items": [{"symbol", "size", "entry_price", "realized_pnl"}]}."""

@@ -90,7 +90,7 @@ class Client(BaseClient[JSON]):
         return self._items(lambda cursor: self.series(status, page_size, cursor))
 
     def iter_trades(self, symbol: str, page_size: int | None = None) -> Iterator[JSON]:
-        """Every public trade of a series, following `next_cursor` page by page."""
+        """Every public trade of a series, newest first, following `next_cursor` page by page."""
         return self._items(lambda cursor: self.trades(symbol, page_size, cursor))
 
     def iter_orders(self, status: str = "all", symbol: str | None = None,
@@ -99,7 +99,7 @@ class Client(BaseClient[JSON]):
         return self._items(lambda cursor: self.orders(status, symbol, page_size, cursor))
 
     def iter_fills(self, symbol: str | None = None, page_size: int | None = None) -> Iterator[JSON]:
-        """Every fill of the account, page by page."""
+        """Every fill of the account, newest first, page by page."""
         return self._items(lambda cursor: self.fills(symbol, page_size, cursor))
 
     def iter_ledger(self, page_size: int | None = None) -> Iterator[JSON]:

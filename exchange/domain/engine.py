@@ -63,6 +63,7 @@ from exchange.domain.events import (
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
+    RejectDetails,
     Rejected,
     SeriesHaltChanged,
     SeriesListed,
@@ -73,6 +74,7 @@ from exchange.domain.events import (
 from exchange.domain.ledger import EXTERNAL, FEES, SETTLEMENT, Ledger
 from exchange.domain.order import Order, OrderType, StpMode, TimeInForce
 from exchange.domain.spec import SeriesSpec
+from exchange.domain.units import micros_to_usd, ticks_to_price, usd_text
 
 _new = tuple.__new__
 _NEVER: Final = 2**62 - 1  # "no deadline pending" (year 2116 in ns; below 2**62 mypyc keeps ints unboxed)
@@ -241,11 +243,12 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------------
     def _reject(self, out: list[Any], command: object, account_id: int | None, code: RejectCode,
-                message: str, order_id: int | None = None, client_order_id: str | None = None) -> None:
+                message: str, order_id: int | None = None, client_order_id: str | None = None,
+                details: RejectDetails = ()) -> None:
         stamp = self.stamp
         stamp.seq += 1
         out.append(Rejected(stamp.seq, stamp.ts_ns, type(command).__name__, account_id, code, message,
-                            order_id, client_order_id))
+                            order_id, client_order_id, details))
 
     def _emit(self, out: list[Any], event_type: type, *fields: object) -> None:
         stamp = self.stamp
@@ -290,7 +293,8 @@ class Engine:
         amount = cmd.amount_micros
         if type(amount) is not int or not 0 < amount <= CASH_MOVE_MICROS_MAX:
             self._reject(out, cmd, cmd.account_id, RejectCode.INVALID_AMOUNT,
-                         f"amount must be a whole number of micro-dollars in 1..{CASH_MOVE_MICROS_MAX}")
+                         f"amount must be more than $0 and at most {usd_text(CASH_MOVE_MICROS_MAX)}, in whole "
+                         "micro-dollars", details=(("max", _usd(CASH_MOVE_MICROS_MAX)),))
             return None
         return account
 
@@ -307,9 +311,13 @@ class Engine:
             return
         cash = self.ledger.balances[cmd.account_id]
         if cash - cmd.amount_micros < account.margin_micros:
+            available = cash - account.margin_micros
             self._reject(out, cmd, cmd.account_id, RejectCode.INSUFFICIENT_FUNDS,
-                         f"withdrawing {cmd.amount_micros} micro-USD would leave {cash - cmd.amount_micros}"
-                         f", below the required margin {account.margin_micros}")
+                         f"withdrawing {usd_text(cmd.amount_micros)} would leave {usd_text(cash - cmd.amount_micros)}"
+                         f" of cash, below the {usd_text(account.margin_micros)} of initial margin held: at most "
+                         f"{usd_text(max(available, 0))} is available",
+                         details=(("amount", _usd(cmd.amount_micros)), ("cash", _usd(cash)),
+                                  ("margin_held", _usd(account.margin_micros)), ("available", _usd(available))))
             return
         self.ledger.transfer(cmd.account_id, EXTERNAL, cmd.amount_micros)
         self._emit(out, CashMoved, "withdrawal", cmd.account_id, EXTERNAL, cmd.amount_micros,
@@ -675,7 +683,8 @@ class Engine:
                 and expire_ts_ns is None and side in _SIDES and stp in _STPS):
             invalid, message = _validate_order(cmd, series, self.stamp.ts_ns)
             if invalid is not None:
-                self._reject(out, cmd, account_id, invalid, message, client_order_id=client_order_id)
+                self._reject(out, cmd, account_id, invalid, message, client_order_id=client_order_id,
+                             details=_order_details(invalid, series, price, qty))
                 return
         limit = price if order_type == _LIMIT else (
             series.band_high_ticks if side == BUY else series.band_low_ticks)
@@ -688,7 +697,9 @@ class Engine:
         if can_rest and len(account.orders) >= self.limits.max_open_orders_per_account:
             self._reject(out, cmd, account_id, RejectCode.OPEN_ORDER_LIMIT,
                          f"account has {len(account.orders)} open orders, the maximum",
-                         client_order_id=client_order_id)
+                         client_order_id=client_order_id,
+                         details=(("open_orders", len(account.orders)),
+                                  ("max_open_orders", self.limits.max_open_orders_per_account)))
             return
         # Risk: the worst case if every open order on one side filled (rulebook §5).
         exposure = account.exposures.get(symbol)
@@ -707,15 +718,16 @@ class Engine:
             if new_worst > spec.max_position_lots:
                 self._reject(out, cmd, account_id, RejectCode.POSITION_LIMIT,
                              f"worst-case position {new_worst} lots would exceed the limit "
-                             f"{spec.max_position_lots}", client_order_id=client_order_id)
+                             f"{spec.max_position_lots} lots", client_order_id=client_order_id,
+                             details=_position_details(new_worst, spec.max_position_lots))
                 return
             new_margin = series.im_per_lot_micros * new_worst
             required = account.margin_micros + new_margin - exposure.margin_micros
             cash = self.ledger.balances[account_id]
             if required > cash:
-                self._reject(out, cmd, account_id, RejectCode.INSUFFICIENT_MARGIN,
-                             f"required initial margin {required} micro-USD exceeds cash {cash}",
-                             client_order_id=client_order_id)
+                message, details = _margin_shortfall(required, account.margin_micros, cash)
+                self._reject(out, cmd, account_id, RejectCode.INSUFFICIENT_MARGIN, message,
+                             client_order_id=client_order_id, details=details)
                 return
             account.margin_micros = required
             exposure.margin_micros = new_margin
@@ -856,6 +868,7 @@ class Engine:
         price = order.price_ticks if cmd.price_ticks is None else cmd.price_ticks
         qty = order.remaining_lots if cmd.qty_lots is None else cmd.qty_lots
         code, message = _validate_amend(cmd, order, series, price, qty)
+        details = _order_details(code, series, price, qty) if code is not None else ()
         if code is None and not account.enabled:
             code, message = RejectCode.ACCOUNT_DISABLED, "account cannot trade"
         if code is None and order.post_only and price != order.price_ticks and series.book.crosses(order.side, price):
@@ -875,12 +888,15 @@ class Engine:
                 required = account.margin_micros + series.im_per_lot_micros * new_worst - exposure.margin_micros
                 if new_worst > series.spec.max_position_lots:
                     code, message = RejectCode.POSITION_LIMIT, (
-                        f"worst-case position {new_worst} lots would exceed the limit {series.spec.max_position_lots}")
+                        f"worst-case position {new_worst} lots would exceed the limit {series.spec.max_position_lots}"
+                        " lots")
+                    details = _position_details(new_worst, series.spec.max_position_lots)
                 elif required > self.ledger.balances[account.account_id]:
-                    code, message = RejectCode.INSUFFICIENT_MARGIN, (
-                        f"required initial margin {required} micro-USD exceeds cash")
+                    code = RejectCode.INSUFFICIENT_MARGIN
+                    message, details = _margin_shortfall(required, account.margin_micros,
+                                                         self.ledger.balances[account.account_id])
         if code is not None:
-            self._reject(out, cmd, cmd.account_id, code, message, order.order_id, order.client_order_id)
+            self._reject(out, cmd, cmd.account_id, code, message, order.order_id, order.client_order_id, details)
             return
         # Accepted: book the open quantity change first, as for a new order, then let the book act.
         delta = qty - order.remaining_lots
@@ -1010,13 +1026,13 @@ def _validate_order(cmd: PlaceOrder, series: Series, now_ns: int) -> tuple[Rejec
     if type(qty) is not int or qty <= 0:
         return RejectCode.INVALID_QUANTITY, "quantity must be a positive whole number of lots"
     if qty > series.spec.max_order_lots:
-        return RejectCode.ORDER_TOO_LARGE, f"quantity {qty} lots exceeds the maximum {series.spec.max_order_lots}"
+        return RejectCode.ORDER_TOO_LARGE, (
+            f"quantity {qty} lots exceeds the maximum {series.spec.max_order_lots} lots")
     if order_type == _LIMIT:
         if type(price) is not int or price <= 0:
-            return RejectCode.INVALID_PRICE, "a limit order needs a positive price in whole ticks"
+            return RejectCode.INVALID_PRICE, "a limit order needs a price above 0"
         if not series.band_low_ticks <= price <= series.band_high_ticks:
-            return RejectCode.PRICE_OUTSIDE_BAND, (
-                f"price {price} ticks is outside the band {series.band_low_ticks}..{series.band_high_ticks}")
+            return RejectCode.PRICE_OUTSIDE_BAND, _band_message(series, price)
     else:
         if price is not None:
             return RejectCode.PRICE_NOT_ALLOWED, "a market order takes no price"
@@ -1044,12 +1060,61 @@ def _validate_amend(cmd: AmendOrder, order: Order, series: Series, price: int,
     if type(qty) is not int or qty <= 0:
         return RejectCode.INVALID_QUANTITY, "new open quantity must be a positive whole number of lots"
     if qty > series.spec.max_order_lots:
-        return RejectCode.ORDER_TOO_LARGE, f"quantity {qty} lots exceeds the maximum {series.spec.max_order_lots}"
+        return RejectCode.ORDER_TOO_LARGE, (
+            f"quantity {qty} lots exceeds the maximum {series.spec.max_order_lots} lots")
     if type(price) is not int or price <= 0:
         return RejectCode.INVALID_PRICE, "price must be a positive whole number of ticks"
     if not series.band_low_ticks <= price <= series.band_high_ticks:
-        return RejectCode.PRICE_OUTSIDE_BAND, (
-            f"price {price} ticks is outside the band {series.band_low_ticks}..{series.band_high_ticks}")
+        return RejectCode.PRICE_OUTSIDE_BAND, _band_message(series, price)
     if price == order.price_ticks and qty == order.remaining_lots:
         return RejectCode.AMEND_NO_CHANGE, "the order already has this price and quantity"
     return None, ""
+
+
+# -- reject messages and details: the numbers in a trader's units ---------------------------------
+# Prices as the API writes them (decimal USD per GPU-hour on the series' tick grid), cash as decimal USD
+# with six places, lots as ints; the message says the same numbers for a person ("$8,349.696").
+
+
+def _usd(micros: int) -> str:
+    return str(micros_to_usd(micros))
+
+
+def _price(series: Series, price_ticks: int) -> str:
+    return str(ticks_to_price(price_ticks, series.spec.tick_micros))
+
+
+def _band_message(series: Series, price_ticks: int) -> str:
+    return (f"price {_price(series, price_ticks)} USD per GPU-hour is outside the band "
+            f"{_price(series, series.band_low_ticks)}..{_price(series, series.band_high_ticks)} (the reference "
+            f"price {_price(series, series.reference_price_ticks)} ± the band)")
+
+
+def _order_details(code: RejectCode, series: Series, price_ticks: object, qty: object) -> RejectDetails:
+    """The details of a static order or amend refusal: what was asked, and the bound it broke."""
+    if code == RejectCode.PRICE_OUTSIDE_BAND and type(price_ticks) is int:
+        low, high = series.band_low_ticks, series.band_high_ticks
+        nearest = low if price_ticks < low else high
+        return (("price", _price(series, price_ticks)), ("band_low", _price(series, low)),
+                ("band_high", _price(series, high)), ("reference_price", _price(series, series.reference_price_ticks)),
+                ("tick", _price(series, 1)), ("nearest_valid", (_price(series, nearest),)))
+    if code == RejectCode.ORDER_TOO_LARGE and type(qty) is int:
+        return (("amount", qty), ("max_order_lots", series.spec.max_order_lots))
+    return ()
+
+
+def _position_details(worst_lots: int, max_lots: int) -> RejectDetails:
+    return (("worst_case_position_lots", worst_lots), ("max_position_lots", max_lots))
+
+
+def _margin_shortfall(required_micros: int, held_micros: int, cash_micros: int) -> tuple[str, RejectDetails]:
+    """Message and details of `insufficient_margin`: the account's total initial margin with the order
+    (`required`) would exceed its cash. Said as the order's own margin against what is available
+    (cash less the margin already held, as GET /v1/balances shows it): the same comparison."""
+    order_micros = required_micros - held_micros
+    available = cash_micros - held_micros
+    message = (f"this order needs {usd_text(order_micros)} of initial margin but {usd_text(available)} is available "
+               f"(cash {usd_text(cash_micros)} less {usd_text(held_micros)} already held; total required "
+               f"{usd_text(required_micros)})")
+    return message, (("required", _usd(required_micros)), ("order_margin", _usd(order_micros)),
+                     ("margin_held", _usd(held_micros)), ("cash", _usd(cash_micros)), ("available", _usd(available)))

@@ -12,9 +12,15 @@ from typing import NamedTuple
 from exchange.domain.codes import CancelReason, RejectCode
 from exchange.domain.spec import SeriesSpec
 
+RejectDetails = tuple[tuple[str, str | int | tuple[str, ...]], ...]
+"""The numbers behind a refusal, as (name, value) pairs in a fixed order: prices and cash as the API writes
+them (decimal strings), lots as ints, lists of prices as tuples. A tuple, not a dict, so that the event
+stays immutable and hashable."""
+
 
 class Rejected(NamedTuple):
-    """A command was refused. Nothing else changed."""
+    """A command was refused. Nothing else changed. `message` states the numbers in a trader's units (USD,
+    lots, prices per GPU-hour); `details` carries them for programs (e.g. band_low, band_high, tick)."""
 
     seq: int
     ts_ns: int
@@ -24,6 +30,7 @@ class Rejected(NamedTuple):
     message: str
     order_id: int | None = None
     client_order_id: str | None = None
+    details: RejectDetails = ()
 
 
 class DuplicateOrder(NamedTuple):

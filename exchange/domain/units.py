@@ -112,3 +112,12 @@ def ticks_to_price(price_ticks: int, tick_micros: int) -> Decimal:
     return micros_to_usd(price_ticks * tick_micros).normalize().quantize(
         micros_to_usd(tick_micros).normalize()
     )
+
+
+def usd_text(micros: int) -> str:
+    """Integer micro-dollars as a person reads them: "$8,349.696", "-$0.09", "$5,000.00". Exact: at least
+    cents, and every further digit there is (a message must not round money away)."""
+    amount = micros_to_usd(abs(micros)).normalize()
+    if amount.as_tuple().exponent > -2:  # type: ignore[operator]  # finite: an int's value
+        amount = amount.quantize(Decimal("0.01"))
+    return f"{'-' if micros < 0 else ''}${amount:,f}"

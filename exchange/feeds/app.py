@@ -30,8 +30,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from exchange.api import asyncapi
 from exchange.api.errors import install_error_handlers
 from exchange.api.keyring import KeyRing
+from exchange.api.quota import RateLimitHeaders
 from exchange.api.ratelimit import RateLimits
 from exchange.catalog import Catalog, load_catalog
 from exchange.feeds import routes
@@ -86,6 +88,8 @@ def create_feed_app(settings: Settings | None = None, *, catalog: Catalog | None
                   description="Market-data feeds (/v1/ws/market), book snapshots aligned with them, index history.")
     install_error_handlers(app)
     app.include_router(routes.router)
+    asyncapi.install(app)   # the same document as the API's: it describes both sockets
+    app.add_middleware(RateLimitHeaders)
     return app
 
 

@@ -29,7 +29,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from exchange.service.sequencer import Sequenced
@@ -476,6 +490,44 @@ class Store:
                 TradeRecord.symbol == symbol, TradeRecord.trade_id > after_trade_id)
                 .order_by(TradeRecord.trade_id).limit(limit)).mappings().all()
         return [TradeRow(**row) for row in rows]
+
+    def recent_trades(self, limit: int, *, symbol: str | None = None, account_id: int | None = None,
+                      before: tuple[Any, ...] | None = None, after: tuple[Any, ...] | None = None,
+                      since_ns: int | None = None, until_ns: int | None = None) -> tuple[list[TradeRow], bool]:
+        """Trades newest first, at most `limit`, and whether more lie beyond them in the direction of travel.
+
+        Without `account_id`: a series' public trades, keyed by trade id (`(trade_id,)`). With it: the
+        account's fills (maker or taker), optionally of one series, keyed by `(seq, symbol, trade_id)`
+        (trade ids are per series; seq orders them across series). `before` pages towards older trades
+        (keys < before), `after` towards newer ones (keys > after); `since_ns` <= ts_ns < `until_ns`."""
+        _check_limit(limit)
+        if account_id is None:
+            assert symbol is not None, "public trades are per series"
+            key = tuple_(TradeRecord.trade_id)
+            where = [TradeRecord.symbol == symbol]
+        else:
+            key = tuple_(TradeRecord.seq, TradeRecord.symbol, TradeRecord.trade_id)
+            where = [or_(TradeRecord.maker_account_id == account_id, TradeRecord.taker_account_id == account_id)]
+            if symbol is not None:
+                where.append(TradeRecord.symbol == symbol)
+        if since_ns is not None:
+            where.append(TradeRecord.ts_ns >= since_ns)
+        if until_ns is not None:
+            where.append(TradeRecord.ts_ns < until_ns)
+        if before is not None:
+            where.append(key < tuple_(*[literal(v) for v in before]))
+        if after is not None:
+            where.append(key > tuple_(*[literal(v) for v in after]))
+        columns = list(key.clauses)
+        order = [c.asc() for c in columns] if after is not None else [c.desc() for c in columns]
+        with self._begin() as conn:
+            rows = [TradeRow(**row) for row in conn.execute(select(TradeRecord.__table__).where(*where)
+                                                            .order_by(*order).limit(limit + 1)).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if after is not None:
+            rows.reverse()
+        return rows, more
 
     def trade_totals(self) -> tuple[int, int]:
         """(number of trades, total lots traded) over all series."""

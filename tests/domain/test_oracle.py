@@ -47,7 +47,7 @@ MAX_OPEN = 6
 
 
 def _normalise(events: list[Any]) -> list[Any]:
-    return [e._replace(message="") if isinstance(e, Rejected) else e for e in events]
+    return [e._replace(message="", details=()) if isinstance(e, Rejected) else e for e in events]
 
 
 class EngineVersusReference(RuleBasedStateMachine):

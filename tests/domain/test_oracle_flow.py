@@ -18,7 +18,7 @@ from exchange.testing.reference import ReferenceEngine
 
 
 def _normalise(events: list[Any]) -> list[Any]:
-    return [e._replace(message="") if isinstance(e, Rejected) else e for e in events]
+    return [e._replace(message="", details=()) if isinstance(e, Rejected) else e for e in events]
 
 
 @pytest.mark.parametrize("seed", range(12))

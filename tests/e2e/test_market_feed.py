@@ -238,7 +238,7 @@ async def all_trade_ids(client: AsyncClient, symbol: str) -> list[int]:
         ids.extend(int(t["trade_id"]) for t in page["items"])
         cursor = page.get("next_cursor")
         if not cursor:
-            return ids
+            return ids[::-1]   # the API pages newest first: oldest first, as the feed sent them
 
 
 # -- the tests -------------------------------------------------------------------------------------

@@ -237,3 +237,12 @@ def test_the_gateway_rest_refuses_bad_input_with_codes_and_reports_a_failed_foll
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1013
+
+
+def test_the_gateway_answers_carry_the_rate_limit_headers(feeds: Feeds) -> None:
+    for path, status in ((f"/v1/series/{SYMBOL}/book", 200), ("/v1/index/NOPE-M1", 404), ("/v1/nowhere", 404)):
+        response = feeds.client.get(path)
+        assert response.status_code == status, path
+        assert int(response.headers["X-RateLimit-Limit"]) == feeds.api.settings.burst_per_ip
+        assert 0 <= int(response.headers["X-RateLimit-Remaining"]) < feeds.api.settings.burst_per_ip
+        assert int(response.headers["X-RateLimit-Reset"]) >= 0

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
+from exchange.api import cursor as cursor_codec
 from exchange.api import present
 from exchange.api.auth import READ, Principal
 from exchange.api.errors import ApiCode, ApiError
+from exchange.api.routes.market import Since, Until
 from exchange.api.runtime import Runtime, get_runtime
-from exchange.api.schemas import BalanceOut, FillOut, Page, PositionOut, PostingOut, WhoAmIOut
+from exchange.api.schemas import BalanceOut, FillOut, Page, PositionOut, PostingOut, TradePage, WhoAmIOut
 from exchange.domain.account import Account
 
 router = APIRouter(prefix="/v1", tags=["account"])
@@ -20,6 +22,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Reader = Annotated[Principal, Depends(READ)]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=500)]
+FillCursor = Annotated[str | None, Query(pattern=cursor_codec.FILL_CURSOR_PATTERN, max_length=72,
+                                         description=cursor_codec.CURSOR_DESCRIPTION,
+                                         examples=["o5321.H100-M40-Z26.17"])]
 SymbolQuery = Annotated[str | None, Query(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
 
 
@@ -32,6 +37,7 @@ def _account(runtime: Runtime, principal: Principal) -> Account:
 
 @router.get("/account", response_model=WhoAmIOut)
 async def whoami(principal: Reader, runtime: RuntimeDep) -> dict[str, Any]:
+    """The account the signing key acts for, whether it may trade, and the key's scopes."""
     account = _account(runtime, principal)
     return {"account_id": account.account_id, "enabled": account.enabled, "key_id": principal.key_id,
             "scopes": list(principal.scopes)}
@@ -60,13 +66,17 @@ async def positions(principal: Reader, runtime: RuntimeDep) -> dict[str, Any]:
     return {"items": items, "next_cursor": None}
 
 
-@router.get("/fills", response_model=Page[FillOut])
+@router.get("/fills", response_model=TradePage[FillOut])
 async def fills(principal: Reader, runtime: RuntimeDep, symbol: SymbolQuery = None, limit: Limit = 100,
-                cursor: Cursor = None) -> dict[str, Any]:
-    """The account's trades, oldest first; the cursor is an event seq (a page never splits one seq)."""
-    rows = await run_in_threadpool(runtime.store.fills, principal.account_id, symbol, limit, int(cursor or 0))
+                cursor: FillCursor = None, since: Since = None, until: Until = None) -> dict[str, Any]:
+    """The account's trades, newest first, with cursors both ways and time bounds, like public trades."""
+    asked = cursor_codec.decode(cursor, (int, str, int)) if cursor is not None else None
+    rows, more = await run_in_threadpool(lambda: runtime.store.recent_trades(
+        limit, symbol=symbol, account_id=principal.account_id,
+        before=asked[1] if asked and asked[0] == "older" else None,
+        after=asked[1] if asked and asked[0] == "newer" else None, since_ns=since, until_ns=until))
     items = [present.fill(r, principal.account_id, runtime.spec(r.symbol)) for r in rows]
-    return {"items": items, "next_cursor": str(rows[-1].seq) if len(rows) >= limit else None}
+    return cursor_codec.page(items, [(r.seq, r.symbol, r.trade_id) for r in rows], more, asked, (0, "0", 0))
 
 
 @router.get("/ledger", response_model=Page[PostingOut])

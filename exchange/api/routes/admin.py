@@ -56,6 +56,7 @@ def _series(runtime: Runtime, symbol: str) -> dict[str, Any]:
 @router.post("/accounts", status_code=201, response_model=AccountOut)
 async def create_account(body: CreateAccountBody, request: Request, principal: Operator,
                          runtime: RuntimeDep) -> Response:
+    """Open a trader account; without `account_id`, the next free id (one more than the highest)."""
     async def action() -> tuple[int, Any]:
         account_id = body.account_id or max(runtime.engine.accounts, default=0) + 1
         await runtime.submit_checked(CreateAccount(account_id))
@@ -77,12 +78,14 @@ async def _move_cash(command: Deposit | Withdraw, request: Request, principal: P
 @router.post("/accounts/{account_id}/deposits", response_model=CashOut)
 async def deposit(account_id: AccountId, body: CashBody, request: Request, principal: Operator,
                   runtime: RuntimeDep) -> Response:
+    """Credit cash to an account (at most 6 decimals, less than $1bn per deposit)."""
     return await _move_cash(Deposit(account_id, _micros(body.amount)), request, principal, runtime)
 
 
 @router.post("/accounts/{account_id}/withdrawals", response_model=CashOut)
 async def withdraw(account_id: AccountId, body: CashBody, request: Request, principal: Operator,
                    runtime: RuntimeDep) -> Response:
+    """Debit cash from an account; refused (insufficient_funds) if it would leave less than the margin held."""
     return await _move_cash(Withdraw(account_id, _micros(body.amount)), request, principal, runtime)
 
 

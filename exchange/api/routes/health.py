@@ -33,6 +33,8 @@ async def ready(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus text format: requests and latency per route, orders by outcome, journal fsync time and seq,
+    projector lag, sequencer queue depth, WebSocket clients."""
     sequencer = runtime.service.sequencer
     if sequencer is not None:
         m = runtime.metrics

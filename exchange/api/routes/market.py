@@ -8,11 +8,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
+from exchange.api import cursor as cursor_codec
 from exchange.api import present
 from exchange.api.auth import public_rate_limit
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.runtime import Runtime, get_runtime
-from exchange.api.schemas import TS_NS_MAX, BookOut, CandleOut, Page, ProductOut, SeriesOut, TickerOut, TradeOut
+from exchange.api.schemas import (
+    TS_NS_MAX,
+    BookOut,
+    CandleOut,
+    Page,
+    ProductOut,
+    SeriesOut,
+    TickerOut,
+    TradeOut,
+    TradePage,
+)
 from exchange.store.store import TRADES_SCAN_MAX
 
 router = APIRouter(prefix="/v1", tags=["market data"], dependencies=[Depends(public_rate_limit)])
@@ -26,6 +37,12 @@ CANDLES_MAX = 1_000
 SymbolPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{0,31}$", max_length=32)]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=500)]
+TradeCursor = Annotated[str | None, Query(pattern=cursor_codec.TRADE_CURSOR_PATTERN, max_length=19,
+                                          description=cursor_codec.CURSOR_DESCRIPTION, examples=["o1234"])]
+Since = Annotated[int | None, Query(ge=0, le=TS_NS_MAX, description="only trades at or after this time (ns since "
+                                    "the epoch, UTC)", examples=[1796313600000000000])]
+Until = Annotated[int | None, Query(ge=0, le=TS_NS_MAX, description="only trades before this time (ns since the "
+                                    "epoch, UTC)", examples=[1796400000000000000])]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
@@ -65,6 +82,7 @@ async def series_list(runtime: RuntimeDep, status: Literal["trading", "all"] = "
 
 @router.get("/series/{symbol}", response_model=SeriesOut)
 async def series_one(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
+    """One series' full spec: lot size in GPU-hours, tick, reference price and price band, limits, margin, fees."""
     return _series_out(runtime, symbol)
 
 
@@ -82,17 +100,23 @@ async def book(symbol: SymbolPath, runtime: RuntimeDep,
             "asks": [(present.price(p, spec), lots, n) for p, lots, n in asks[:depth]]}
 
 
-@router.get("/series/{symbol}/trades", response_model=Page[TradeOut])
-async def trades(symbol: SymbolPath, runtime: RuntimeDep, limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
-    """Trades oldest first after `cursor` (a trade id)."""
+@router.get("/series/{symbol}/trades", response_model=TradePage[TradeOut])
+async def trades(symbol: SymbolPath, runtime: RuntimeDep, limit: Limit = 100, cursor: TradeCursor = None,
+                 since: Since = None, until: Until = None) -> dict[str, Any]:
+    """Recent trades, newest first. `next_cursor` pages to older trades, `prev_cursor` to newer ones (poll
+    with it for new trades); `since`/`until` bound the trade time (pass the same with a cursor)."""
     spec = runtime.spec(symbol)
-    rows = await run_in_threadpool(runtime.store.trades, symbol, limit, int(cursor or 0))
-    next_cursor = str(rows[-1].trade_id) if len(rows) == limit else None
-    return {"items": [present.trade(r, spec) for r in rows], "next_cursor": next_cursor}
+    asked = cursor_codec.decode(cursor, (int,)) if cursor is not None else None
+    rows, more = await run_in_threadpool(lambda: runtime.store.recent_trades(
+        limit, symbol=symbol, before=asked[1] if asked and asked[0] == "older" else None,
+        after=asked[1] if asked and asked[0] == "newer" else None, since_ns=since, until_ns=until))
+    return cursor_codec.page([present.trade(r, spec) for r in rows], [(r.trade_id,) for r in rows], more, asked,
+                             (0,))
 
 
 @router.get("/series/{symbol}/ticker", response_model=TickerOut)
 async def ticker(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
+    """Best bid and ask now, the last trade price, and the open, high, low, change and volume of the last 24 h."""
     spec = runtime.spec(symbol)
     engine = runtime.engine
     bid, ask = engine.top_of_book(symbol)

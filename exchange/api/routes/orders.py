@@ -74,11 +74,13 @@ async def list_orders(principal: Reader, runtime: RuntimeDep,
 
 @router.get("/orders/{order_id:order_id}", response_model=OrderOut)
 async def get_order(order_id: OrderId, principal: Reader, runtime: RuntimeDep) -> dict[str, Any]:
+    """One of the account's orders by the exchange's id (another account's is 404, like an unknown id)."""
     return await trading.order_view(runtime, principal.account_id, (order_id, None))
 
 
 @router.get("/orders/client/{client_order_id}", response_model=OrderOut)
 async def get_order_by_client_id(client_order_id: ClientId, principal: Reader, runtime: RuntimeDep) -> dict[str, Any]:
+    """One of the account's orders by the client order id it was placed with."""
     return await trading.order_view(runtime, principal.account_id, (None, client_order_id))
 
 
@@ -93,12 +95,14 @@ async def amend_order(order_id: OrderId, body: AmendOrderBody, request: Request,
 @router.patch("/orders/client/{client_order_id}", response_model=OrderOut)
 async def amend_order_by_client_id(client_order_id: ClientId, body: AmendOrderBody, request: Request,
                                    principal: Trader, runtime: RuntimeDep) -> Response:
+    """Like amending by id, naming the order by its client order id."""
     return await idempotent(request, runtime, principal,
                             lambda: trading.amend(runtime, principal, (None, client_order_id), body))
 
 
 @router.delete("/orders/{order_id:order_id}", response_model=OrderOut)
 async def cancel_order(order_id: OrderId, request: Request, principal: Trader, runtime: RuntimeDep) -> Response:
+    """Cancel the open remainder of an order; the answer is the order as it ends (status canceled)."""
     return await idempotent(request, runtime, principal,
                             lambda: trading.cancel(runtime, principal, (order_id, None)))
 
@@ -106,6 +110,7 @@ async def cancel_order(order_id: OrderId, request: Request, principal: Trader, r
 @router.delete("/orders/client/{client_order_id}", response_model=OrderOut)
 async def cancel_order_by_client_id(client_order_id: ClientId, request: Request, principal: Trader,
                                     runtime: RuntimeDep) -> Response:
+    """Like cancelling by id, naming the order by its client order id."""
     return await idempotent(request, runtime, principal,
                             lambda: trading.cancel(runtime, principal, (None, client_order_id)))
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from exchange.api import trading
 from exchange.api.auth import Principal, check_rate, verify_signed
-from exchange.api.errors import ApiCode, ApiError
+from exchange.api.errors import ApiCode, ApiError, validation_failed
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import AmendOrderBody, CancelAllAfterBody, CancelAllBody, PlaceOrderBody
 from exchange.domain.commands import MassCancel
@@ -168,11 +168,7 @@ class Session:
             status, result = await handler(self.runtime, principal, args)
             await self.send({"op": op, "id": request_id, "status": status, "result": result})
         except ValidationError as error:
-            first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid"}
-            where = ".".join(str(p) for p in first["loc"])
-            details = {"errors": [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in error.errors()[:20]]}
-            await self.send_error(op, request_id, ApiError(422, ApiCode.VALIDATION_ERROR, f"{where}: {first['msg']}",
-                                                           details))
+            await self.send_error(op, request_id, validation_failed(error.errors()))
         except ApiError as error:
             await self.send_error(op, request_id, error)
         except Exception:
