@@ -23,6 +23,9 @@ def audit_engine(engine: Engine) -> None:
     open_lots: dict[tuple[int, str, int], int] = {}
     for symbol, series in engine.series.items():
         book = series.book
+        band = (series.band_low_ticks, series.band_high_ticks)
+        if band != series.spec.price_band_ticks(series.reference_price_ticks):
+            _fail(f"{symbol}: band {band} does not follow the reference price {series.reference_price_ticks}")
         if not book.best_bid < book.best_ask:
             _fail(f"{symbol}: book crossed at rest ({book.best_bid} >= {book.best_ask})")
         for side, levels, prices, best, empty in (
@@ -43,6 +46,9 @@ def audit_engine(engine: Engine) -> None:
                 for order in live:
                     if order.price_ticks != price or order.side != side or order.symbol != symbol:
                         _fail(f"{order!r} sits in the wrong level {symbol} {side} {price}")
+                    if not series.band_low_ticks <= price <= series.band_high_ticks:
+                        # Rulebook §4 v2: what rests is tradeable, and no trade prints outside the band.
+                        _fail(f"{order!r} rests outside the band {series.band_low_ticks}..{series.band_high_ticks}")
                     if engine.orders.get(order.order_id) is not order:
                         _fail(f"{order!r} is in the book but not the live order index")
                     live_in_books[order.order_id] = order.order_id

@@ -75,6 +75,7 @@ class CancelReason(StrEnum):
     TRADING_TERMINATED = "trading_terminated"
     ACCOUNT_DISABLED = "account_disabled"  # kill switch
     DEAD_MANS_SWITCH = "dead_mans_switch"  # the account's cancel-all-after deadline passed
+    OUTSIDE_BAND = "outside_band"          # a reference price move left the resting order outside the band
 
 
 SUBSYSTEM: MappingProxyType[RejectCode, str] = MappingProxyType(

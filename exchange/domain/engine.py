@@ -524,10 +524,15 @@ class Engine:
                 self._emit(out, CashMoved, "variation_margin", account_id, SETTLEMENT, -delta, balances[account_id])
         series.settlements[date_ns] = Settlement(price, digest, postings)
         if date_ns == max(series.settlements):
-            self._reprice(series, price)
+            self._reprice(series, price, out)
 
-    def _reprice(self, series: Series, price_ticks: int) -> None:
-        """New reference price: band and margin per lot follow, and every exposure's margin with them."""
+    def _reprice(self, series: Series, price_ticks: int, out: list[Any]) -> None:
+        """New reference price: band and margin per lot follow, and every exposure's margin with them.
+
+        Rulebook §4 (v2): no trade ever prints outside the band in force, so resting orders priced
+        outside the new band are cancelled at once (`outside_band`, one event each, ascending order
+        id) - left resting, a market order could take them at a price the band no longer allows, and
+        that print would feed the next settlement price."""
         series.set_reference_price(price_ticks)
         symbol = series.spec.symbol
         im = series.im_per_lot_micros
@@ -537,6 +542,12 @@ class Engine:
                 margin = im * exposure.worst_lots()
                 account.margin_micros += margin - exposure.margin_micros
                 exposure.margin_micros = margin
+        low, high = series.band_low_ticks, series.band_high_ticks
+        book = series.book
+        outside = [o for side in (BUY, 1 - BUY) for o in book.orders(side) if not low <= o.price_ticks <= high]
+        outside.sort(key=lambda o: o.order_id)
+        for order in outside:
+            self._cancel_resting(order, CancelReason.OUTSIDE_BAND, out)
 
     def _assign_deliveries(self, cmd: AssignDeliveries, out: list[Any]) -> None:
         """Turn the open positions of a terminated series into deliveries at the final settlement price
@@ -774,6 +785,10 @@ class Engine:
             if kind is Trade:
                 (_, _, _, _, price, qty, aggressor, maker_oid, maker_acct_id, taker_oid, taker_acct_id,
                  maker_rem, taker_rem, maker_fee, taker_fee) = event
+                # Rulebook §4 (v2): no print outside the band in force. Orders are checked against the
+                # band on entry and amend, and a reference move cancels what the new band leaves out,
+                # so a print here outside it is a bug in one of those, never a market event.
+                assert series.band_low_ticks <= price <= series.band_high_ticks, (symbol, price)
                 maker = account if maker_acct_id == own_id else accounts[maker_acct_id]
                 taker = account if taker_acct_id == own_id else accounts[taker_acct_id]
                 # Both accounts have an exposure here: it was created when their order was accepted.
@@ -1062,6 +1077,12 @@ def _validate_amend(cmd: AmendOrder, order: Order, series: Series, price: int,
     if qty > series.spec.max_order_lots:
         return RejectCode.ORDER_TOO_LARGE, (
             f"quantity {qty} lots exceeds the maximum {series.spec.max_order_lots} lots")
+    if qty > order.remaining_lots and order.filled_lots + qty > series.spec.max_order_lots:
+        # Rulebook §4: the order's total (filled + open) never exceeds the per-order maximum, amend
+        # included; a reduction is always allowed, so only an increase is checked.
+        return RejectCode.ORDER_TOO_LARGE, (
+            f"{order.filled_lots} lots already filled + {qty} lots open would exceed the maximum "
+            f"{series.spec.max_order_lots} lots per order")
     if type(price) is not int or price <= 0:
         return RejectCode.INVALID_PRICE, "price must be a positive whole number of ticks"
     if not series.band_low_ticks <= price <= series.band_high_ticks:

@@ -25,6 +25,7 @@ from exchange.domain.commands import (
     MassCancel,
     PlaceOrder,
     SetAccountEnabled,
+    SettleDaily,
     TerminateTrading,
     Withdraw,
 )
@@ -33,6 +34,7 @@ from exchange.domain.events import (
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    DailySettlement,
     DeadMansSwitchFired,
     DuplicateOrder,
     MassCancelDone,
@@ -43,6 +45,7 @@ from exchange.domain.events import (
     Rejected,
     SeriesHaltChanged,
     SeriesListed,
+    SettlementDuplicate,
     Trade,
     TradingTerminated,
 )
@@ -50,6 +53,7 @@ from exchange.domain.spec import SeriesSpec
 from exchange.domain.units import PPM, div_half_even
 
 BUY, SELL = 0, 1
+NS_PER_DAY = 86_400 * 1_000_000_000
 LIMIT, MARKET = 0, 1
 GTC, GTD, IOC, FOK = 0, 1, 2, 3
 NEWEST, OLDEST, BOTH, DECREMENT = 0, 1, 2, 3
@@ -87,6 +91,7 @@ class RefSeries:
     terminated: bool = False
     trades: int = 0
     resting: list[RefOrder] = field(default_factory=list)
+    settlements: dict[int, tuple[int, str]] = field(default_factory=dict)  # date -> (price, digest)
 
     @property
     def low(self) -> int:
@@ -288,6 +293,31 @@ class ReferenceEngine:
 
     def do_AdvanceTime(self, c: AdvanceTime) -> None:
         pass
+
+    def do_SettleDaily(self, c: SettleDaily) -> None:
+        """Only what moves the band: a day's price without variation margin postings (VM is checked
+        against an independent computation elsewhere). The latest settled day sets the reference price,
+        and every resting order outside the new band is cancelled (rulebook §4 v2), in order id order."""
+        assert not c.postings and not c.amend, "the reference engine models SettleDaily without VM or amendments"
+        if c.symbol not in self.series:
+            return self.reject(c, None, RejectCode.UNKNOWN_SERIES)
+        series = self.series[c.symbol]
+        final_day = series.spec.trading_end_ns // NS_PER_DAY * NS_PER_DAY
+        if (type(c.date_ns) is not int or c.date_ns < 0 or c.date_ns % NS_PER_DAY or c.date_ns > self.now
+                or c.date_ns > final_day or type(c.price_ticks) is not int or c.price_ticks <= 0):
+            return self.reject(c, None, RejectCode.INVALID_SETTLEMENT)
+        earlier = series.settlements.get(c.date_ns)
+        if earlier is not None:
+            if earlier == (c.price_ticks, c.digest):
+                return self.emit(SettlementDuplicate, c.symbol, c.date_ns, c.digest)
+            return self.reject(c, None, RejectCode.SETTLEMENT_CONFLICT)
+        self.emit(DailySettlement, c.symbol, c.date_ns, c.price_ticks, c.digest, 0, 0, False)
+        series.settlements[c.date_ns] = (c.price_ticks, c.digest)
+        if c.date_ns == max(series.settlements):
+            series.reference = series.settlements[c.date_ns][0]
+            for order in sorted(series.resting, key=lambda o: o.order_id):
+                if not series.low <= order.price <= series.high:
+                    self.remove(order, CancelReason.OUTSIDE_BAND)
 
     # -- orders --------------------------------------------------------------------------------
     def check_order(self, c: PlaceOrder, series: RefSeries) -> RejectCode | None:
@@ -521,7 +551,8 @@ class ReferenceEngine:
             code = RejectCode.SERIES_HALTED
         elif type(qty) is not int or qty <= 0:
             code = RejectCode.INVALID_QUANTITY
-        elif qty > series.spec.max_order_lots:
+        elif qty > series.spec.max_order_lots or (qty > order.remaining
+                                                    and order.filled + qty > series.spec.max_order_lots):
             code = RejectCode.ORDER_TOO_LARGE
         elif type(price) is not int or price <= 0:
             code = RejectCode.INVALID_PRICE

@@ -25,15 +25,16 @@ from exchange.domain.commands import (
     MassCancel,
     PlaceOrder,
     SetAccountEnabled,
+    SettleDaily,
     TerminateTrading,
     Withdraw,
 )
 from exchange.domain.engine import Engine, EngineLimits
-from exchange.domain.events import OrderAccepted, Rejected
+from exchange.domain.events import OrderAccepted, Rejected, Trade
 from exchange.domain.order import OrderType, Side, StpMode, TimeInForce
 from exchange.domain.statehash import state_dump
 from exchange.domain.units import NS_PER_SECOND
-from exchange.testing.reference import ReferenceEngine
+from exchange.testing.reference import NS_PER_DAY, ReferenceEngine
 from exchange.testing.specs import T0_NS, make_spec
 
 SPECS = [
@@ -66,6 +67,10 @@ class EngineVersusReference(RuleBasedStateMachine):
         for event in fast:
             if isinstance(event, OrderAccepted):
                 self.order_ids.append(event.order_id)
+            elif isinstance(event, Trade):
+                # Rulebook §4 v2: every trade prints inside the band in force (after this command).
+                series = self.ref.series[event.symbol]
+                assert series.low <= event.price_ticks <= series.high, (event, series.low, series.high)
         return fast
 
     @initialize(cash=st.lists(st.integers(0, 3_000_000_000).map(lambda c: 3_000_000_000 - c), min_size=3, max_size=3))
@@ -205,6 +210,15 @@ class EngineVersusReference(RuleBasedStateMachine):
     @rule(symbol=st.sampled_from(SYMBOLS), halted=st.booleans())
     def halt(self, symbol: str, halted: bool) -> None:
         self.run(HaltSeries(symbol, halted))
+
+    @rule(symbol=st.sampled_from(SYMBOLS), move_pct=st.sampled_from([-15, -11, -10, -6, -2, 0, 3, 9, 10, 12, 20]),
+          days_back=st.sampled_from([0, 0, 0, 1]), digest=st.sampled_from(["a" * 64, "b" * 64]))
+    def settle_daily(self, symbol: str, move_pct: int, days_back: int, digest: str) -> None:
+        """A daily settlement moves the reference price (and so the band): resting orders that the new
+        band leaves out are cancelled (`outside_band`). Moves of about ±10% hit the band edges."""
+        base = 480 if symbol == SYMBOLS[0] else 1000
+        date_ns = (self.now // NS_PER_DAY - days_back) * NS_PER_DAY
+        self.run(SettleDaily(symbol, date_ns, base * (100 + move_pct) // 100, (), digest))
 
     @rule(account=st.sampled_from(ACCOUNTS), enabled=st.integers(0, 3))
     def kill_switch(self, account: int, enabled: int) -> None:
