@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     feed_host: str | None = Field(default=None, description="address the feed gateway binds (default: host)")
     feed_port: int = Field(default=8001, ge=0, le=65535, description="the feed gateway's port (/v1/ws/market)")
     signature_window_s: int = Field(default=5, ge=1, le=300, description="allowed clock skew of signed requests")
+    auth_failures_per_ip_per_s: int = Field(default=1, ge=1, description="failed authentications allowed per "
+                                            "second per client IP (and per key id from one IP), sustained")
+    auth_failures_burst_per_ip: int = Field(default=20, ge=1, description="failed authentications from one IP "
+                                            "before it gets 429 auth_failures_limited")
+    auth_failures_burst_per_key_ip: int = Field(default=10, ge=1, description="failed authentications of one key "
+                                                "id from one IP before 429 (other IPs are not affected)")
+    replay_signatures_max: int = Field(default=200_000, ge=1_000, le=10_000_000, description="signatures of acting "
+                                       "requests remembered inside the window to refuse replays (bounded memory)")
     idempotency_retention_s: int = Field(default=86_400, ge=60)
     submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")
     shutdown_drain_s: int = Field(default=10, ge=0, description="graceful shutdown: finish in-flight requests")

@@ -1,11 +1,11 @@
 """Authentication (signed requests), authorization (key scopes) and rate limits, as FastAPI dependencies.
 
 A private request must carry the three `EX-ACCESS-*` headers of `exchange.signing`. The checks, in
-order (each failure has its own code, all 401 except scope, 403): headers present, timestamp an
-integer, timestamp within ±`signature_window_s` of the server clock, key known, key not revoked,
-signature equal (constant time) to HMAC-SHA256 over timestamp + method + path with query + body. A
-request replayed inside the window is harmless: orders are idempotent on client order ids and other
-mutations on their Idempotency-Key.
+order (each failure has its own code, all 401 except scope, 403): headers present, timestamp seconds
+(an integer or up to 6 decimals), within ±`signature_window_s` of the server clock, key known, key not
+revoked, signature equal (constant time) to HMAC-SHA256 over timestamp + method + path with query
+[+ Idempotency-Key] + body, and, for a request that acts, a signature not seen before (`replay.py`).
+Failed authentications are rate limited per IP and per (key id, IP) before any of that work.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ from fastapi import Depends, Request
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.quota import note_key
 from exchange.api.ratelimit import RateLimits, retry_after_seconds
+from exchange.api.replay import ReplayGuardFull
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.settings import Settings
-from exchange.signing import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, signature_matches
+from exchange.signing import (
+    HEADER_IDEMPOTENCY_KEY,
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    TIMESTAMP_RE,
+    signature_matches,
+)
 from exchange.store.store import ApiKeyRow
 
 KEY_ID_LEN_MAX = 32
@@ -68,8 +76,44 @@ def check_rate(runtime: AuthContext, key_id: str | None, ip: str) -> None:
 
 
 def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | None, signature: str | None,
-                  method: str, path_with_query: str, body: bytes) -> Principal:
-    """The key's principal if the signature checks out; raises the specific 401 otherwise."""
+                  method: str, path_with_query: str, body: bytes, *, ip: str,
+                  idempotency_key: str | None = None, acting: bool | None = None) -> Principal:
+    """The key's principal if the signature checks out; raises the specific 401 otherwise.
+
+    Failed attempts are counted per client IP and per (key id, IP): past their budget the caller gets
+    429 with Retry-After before any verification work, so a flood of bad signatures costs next to
+    nothing and cannot slow order entry, while the real key keeps working from its own IPs.
+    `acting` (default: any method but GET/HEAD) requests are accepted once per signature."""
+    limits = runtime.limits
+    now_ns = runtime.clock_ns()
+    wait_ms = limits.auth_failure_wait_ms(key_id, ip, now_ns)
+    if wait_ms:
+        raise ApiError(429, ApiCode.AUTH_FAILURES_LIMITED,
+                       f"too many failed authentications from this address: retry in {wait_ms} ms",
+                       {"retry_after_ms": wait_ms}, retry_after_s=retry_after_seconds(wait_ms))
+    try:
+        principal = _verify(runtime, key_id, timestamp, signature, method, path_with_query, body, idempotency_key)
+        if acting if acting is not None else method not in ("GET", "HEAD"):
+            assert key_id is not None and timestamp is not None and signature is not None
+            try:
+                first = limits.replays.first_use(key_id, signature, int(timestamp.partition(".")[0]),
+                                                 runtime.settings.signature_window_s, now_ns)
+            except ReplayGuardFull:
+                raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "too many signed requests in flight: retry",
+                               retry_after_s=1) from None
+            if not first:
+                raise _unauthorized(ApiCode.AUTH_REPLAYED,
+                                    "this signature was already used: sign every request afresh (a new timestamp)")
+    except ApiError as error:
+        # An unsigned request costs no verification and guesses nothing: only real attempts count.
+        if error.status == 401 and error.code != ApiCode.AUTH_MISSING:
+            limits.note_auth_failure(key_id, ip, now_ns)
+        raise
+    return principal
+
+
+def _verify(runtime: AuthContext, key_id: str | None, timestamp: str | None, signature: str | None,
+            method: str, path_with_query: str, body: bytes, idempotency_key: str | None) -> Principal:
     if not key_id or not timestamp or not signature:
         missing = [name for name, value in ((HEADER_KEY, key_id), (HEADER_TIMESTAMP, timestamp),
                                             (HEADER_SIGNATURE, signature)) if not value]
@@ -77,10 +121,11 @@ def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | Non
     if len(key_id) > KEY_ID_LEN_MAX or len(signature) > SIGNATURE_LEN_MAX:
         raise _unauthorized(ApiCode.AUTH_UNKNOWN_KEY if len(key_id) > KEY_ID_LEN_MAX else ApiCode.AUTH_BAD_SIGNATURE,
                             "malformed key id or signature")
-    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+    if not TIMESTAMP_RE.match(timestamp):
         raise _unauthorized(ApiCode.AUTH_INVALID_TIMESTAMP,
-                            f"{HEADER_TIMESTAMP} must be integer seconds since the epoch")
-    skew_s = int(timestamp) - runtime.clock_ns() // 1_000_000_000
+                            f"{HEADER_TIMESTAMP} must be seconds since the epoch: an integer, or with up to 6 "
+                            "decimals")
+    skew_s = int(timestamp.partition(".")[0]) - runtime.clock_ns() // 1_000_000_000
     window_s = runtime.settings.signature_window_s
     if abs(skew_s) > window_s:
         raise _unauthorized(ApiCode.AUTH_TIMESTAMP_OUT_OF_WINDOW,
@@ -90,9 +135,10 @@ def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | Non
         raise _unauthorized(ApiCode.AUTH_UNKNOWN_KEY, "unknown API key")
     if row.revoked_ts_ns is not None:
         raise _unauthorized(ApiCode.AUTH_KEY_REVOKED, "this API key has been revoked")
-    if not signature_matches(runtime.secret(key_id), signature, timestamp, method, path_with_query, body):
+    if not signature_matches(runtime.secret(key_id), signature, timestamp, method, path_with_query, body,
+                             idempotency_key):
         raise _unauthorized(ApiCode.AUTH_BAD_SIGNATURE,
-                            "signature does not match timestamp + method + path + body")
+                            "signature does not match timestamp + method + path [+ Idempotency-Key] + body")
     return Principal(row.key_id, row.account_id, row.scopes)
 
 
@@ -114,10 +160,11 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 
     async def dependency(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
         headers = request.headers
+        ip = client_ip(request)
         principal = verify_signed(runtime, headers.get(HEADER_KEY), headers.get(HEADER_TIMESTAMP),
                                   headers.get(HEADER_SIGNATURE), request.method, path_with_query(request),
-                                  await request.body())
-        check_rate(runtime, principal.key_id, client_ip(request))
+                                  await request.body(), ip=ip, idempotency_key=headers.get(HEADER_IDEMPOTENCY_KEY))
+        check_rate(runtime, principal.key_id, ip)
         if scope not in principal.scopes:
             raise ApiError(403, ApiCode.FORBIDDEN_SCOPE, f"this API key lacks the {scope!r} scope",
                            {"required": scope, "granted": list(principal.scopes)})

@@ -30,6 +30,8 @@ class ApiCode(StrEnum):
     AUTH_BAD_SIGNATURE = "auth_bad_signature"
     AUTH_INVALID_TIMESTAMP = "auth_invalid_timestamp"
     AUTH_TIMESTAMP_OUT_OF_WINDOW = "auth_timestamp_out_of_window"
+    AUTH_REPLAYED = "auth_replayed"                    # a signature that acts, seen before in its window
+    AUTH_FAILURES_LIMITED = "auth_failures_limited"    # 429: too many failed authentications
     FORBIDDEN_SCOPE = "forbidden_scope"
     # -- request shape ----------------------------------------------------------------------------
     MALFORMED_JSON = "malformed_json"

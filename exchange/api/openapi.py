@@ -106,7 +106,8 @@ FIELDS: dict[str, Doc] = {
     "bids": ("bid levels, best (highest) first: [price, lots, orders]", [["2.395", 10, 2]]),
     "book_seq": ("the series' book seq in the market feed (the feed gateway's book; null on the API server)", None),
     "buyer": ("the buyer's account id", 1002),
-    "cancel_reason": ("why lots were cancelled (requested, ioc_remainder, self_trade, amend_reduced, dead_mans_switch, outside_band...)",
+    "cancel_reason": ("why lots were cancelled (requested, ioc_remainder, self_trade, amend_reduced, "
+                      "dead_mans_switch, outside_band...)",
                       "requested"),
     "cancelled": ("lots cancelled", 0),
     "cash": ("cash balance (" + _USD + ")", "10000.000000"),

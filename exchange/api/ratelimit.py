@@ -30,8 +30,10 @@ idle for `burst / rate_per_s` seconds would have a full bucket anyway.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from exchange.api.replay import ReplayGuard
 
 if TYPE_CHECKING:
     from exchange.settings import Settings
@@ -138,15 +140,39 @@ class RateLimiter:
 class RateLimits:
     """The two limits every API request passes: one per API key (when it has one) and one per client
     IP. A request is allowed only if both allow it, and then takes from both; a request either
-    refuses takes from neither, so a client held back by one limit does not drain the other."""
+    refuses takes from neither, so a client held back by one limit does not drain the other.
+
+    Failed authentications have budgets of their own, per client IP and per (key id, IP): exhausting
+    them blocks further attempts from that IP (429) without locking the key out from its other IPs.
+    `replays` remembers the signatures of requests that acted (see `replay.py`)."""
 
     per_key: RateLimiter
     per_ip: RateLimiter
+    auth_failures_per_ip: RateLimiter = field(default_factory=lambda: RateLimiter(1, 20))
+    auth_failures_per_key_ip: RateLimiter = field(default_factory=lambda: RateLimiter(1, 10))
+    replays: ReplayGuard = field(default_factory=ReplayGuard)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(per_key=RateLimiter(settings.rate_per_key_per_s, settings.burst_per_key),
-                   per_ip=RateLimiter(settings.rate_per_ip_per_s, settings.burst_per_ip))
+                   per_ip=RateLimiter(settings.rate_per_ip_per_s, settings.burst_per_ip),
+                   auth_failures_per_ip=RateLimiter(settings.auth_failures_per_ip_per_s,
+                                                    settings.auth_failures_burst_per_ip),
+                   auth_failures_per_key_ip=RateLimiter(settings.auth_failures_per_ip_per_s,
+                                                        settings.auth_failures_burst_per_key_ip),
+                   replays=ReplayGuard(settings.replay_signatures_max))
+
+    def auth_failure_wait_ms(self, key_id: str | None, ip: str, now_ns: int) -> int:
+        """0 if `ip` (and `key_id` from it) may still try to authenticate, else the wait in ms."""
+        wait = self.auth_failures_per_ip.wait_ms(ip, now_ns)
+        if key_id:
+            wait = max(wait, self.auth_failures_per_key_ip.wait_ms(f"{key_id[:64]}@{ip}", now_ns))
+        return wait
+
+    def note_auth_failure(self, key_id: str | None, ip: str, now_ns: int) -> None:
+        self.auth_failures_per_ip.check(ip, now_ns)
+        if key_id:
+            self.auth_failures_per_key_ip.check(f"{key_id[:64]}@{ip}", now_ns)
 
     def status(self, key_id: str | None, ip: str, now_ns: int) -> tuple[int, int, int]:
         """(limit, remaining, ms until full) of the tighter of the two buckets a request draws on: the one

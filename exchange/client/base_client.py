@@ -142,7 +142,7 @@ class BaseClient(ABC, Generic[R]):
             if self.signer is None:
                 raise AuthError(401, "auth_missing", f"{call.method} {call.path.split('?')[0]} needs an API key: "
                                 "construct the client with key_id and secret")
-            headers.update(self.signer.headers(call.method, target, call.body))
+            headers.update(self.signer.headers(call.method, target, call.body, call.idempotency_key))
         return Prepared(call.method, self._origin, target, call.body, headers)
 
     def _retry_delay_s(self, call: Call, attempt: int, error: ExchangeError) -> float | None:

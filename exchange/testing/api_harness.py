@@ -4,6 +4,7 @@ API keys), and sign requests: shared by the API tests, the end-to-end tests and 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from exchange.domain.events import Rejected
 from exchange.domain.spec import SeriesSpec
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.settings import Settings
-from exchange.signing import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, derive_secret, sign
+from exchange.signing import HEADER_IDEMPOTENCY_KEY, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, derive_secret, sign
 from exchange.store import Store
 
 
@@ -65,11 +66,20 @@ def bootstrap(settings: Settings, clock_ns: Callable[[], int], *, series: Sequen
         store.close()
 
 
+_unique = itertools.count(1)
+
+
 def signed_headers(credentials: Credentials, method: str, path_with_query: str, body: bytes,
-                   timestamp_s: int) -> dict[str, str]:
-    return {HEADER_KEY: credentials.key_id, HEADER_TIMESTAMP: str(timestamp_s),
-            HEADER_SIGNATURE: sign(credentials.secret, timestamp_s, method, path_with_query, body),
-            "content-type": "application/json"}
+                   timestamp_s: int, idempotency_key: str | None = None) -> dict[str, str]:
+    """Signed headers at `timestamp_s` plus a fraction unique to this call (as the SDK does), so that
+    two identical requests are two requests, not a replay of one."""
+    timestamp = f"{timestamp_s}.{next(_unique) % 1_000_000:06d}"
+    headers = {HEADER_KEY: credentials.key_id, HEADER_TIMESTAMP: timestamp,
+               HEADER_SIGNATURE: sign(credentials.secret, timestamp, method, path_with_query, body, idempotency_key),
+               "content-type": "application/json"}
+    if idempotency_key is not None:
+        headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
+    return headers
 
 
 def json_body(payload: Any) -> bytes:

@@ -45,7 +45,9 @@ class Api:
              headers: dict[str, str] | None = None) -> httpx.Response:
         credentials = self.keys[who] if isinstance(who, str) else who
         raw = json_body(body) if body is not None else b""
-        signed = signed_headers(credentials, method, path, raw, self.clock.now_ns // 1_000_000_000)
+        idempotency_key = (headers or {}).get("Idempotency-Key")
+        signed = signed_headers(credentials, method, path, raw, self.clock.now_ns // 1_000_000_000,
+                                idempotency_key)
         response: httpx.Response = self.client.request(method, path, content=raw,
                                                        headers={**signed, **(headers or {})})
         return response
@@ -60,7 +62,10 @@ class Api:
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"data_dir": data_dir, "master_key": "ab" * 32, "snapshot_every_commands": 0,
                               "rate_per_key_per_s": 10_000, "burst_per_key": 10_000,
-                              "rate_per_ip_per_s": 10_000, "burst_per_ip": 10_000, **overrides}
+                              "rate_per_ip_per_s": 10_000, "burst_per_ip": 10_000,
+                              # the auth tests fail on purpose many times from one address
+                              "auth_failures_burst_per_ip": 10_000, "auth_failures_burst_per_key_ip": 10_000,
+                              **overrides}
     return Settings(**values)
 
 

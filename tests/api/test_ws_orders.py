@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -14,13 +15,30 @@ from tests.api.conftest import SYMBOL, Api
 PATH = "/v1/ws/orders"
 
 
-def _auth(api: Api, ws: WebSocketTestSession, who: str = "alice", **more: Any) -> dict[str, Any]:
+_unique = itertools.count(1)
+
+
+def _auth_message(api: Api, who: str = "alice", **more: Any) -> str:
     creds = api.keys[who]
-    ts = api.clock.now_ns // 10**9
-    ws.send_text(json.dumps({"op": "auth", "key": creds.key_id, "timestamp": ts,
-                             "signature": sign(creds.secret, ts, "GET", PATH, b""), **more}))
+    ts = f"{api.clock.now_ns // 10**9}.{next(_unique):06d}"  # each session's auth is signed afresh
+    return json.dumps({"op": "auth", "key": creds.key_id, "timestamp": ts,
+                       "signature": sign(creds.secret, ts, "GET", PATH, b""), **more})
+
+
+def _auth(api: Api, ws: WebSocketTestSession, who: str = "alice", **more: Any) -> dict[str, Any]:
+    ws.send_text(_auth_message(api, who, **more))
     reply: dict[str, Any] = ws.receive_json()
     return reply
+
+
+def test_a_captured_auth_message_cannot_open_a_second_session(api: Api) -> None:
+    message = _auth_message(api)
+    with api.client.websocket_connect(PATH) as ws:
+        ws.send_text(message)
+        assert ws.receive_json()["ok"] is True
+    with api.client.websocket_connect(PATH) as ws:
+        ws.send_text(message)
+        assert ws.receive_json()["error"]["code"] == "auth_replayed"
 
 
 def _request(ws: WebSocketTestSession, op: str, request_id: object, args: dict[str, Any]) -> dict[str, Any]:

@@ -76,13 +76,14 @@ class AsyncSleeps:
 
 
 class Clock:
-    """A clock in whole seconds that ticks by one on every reading."""
+    """A clock in whole seconds that ticks by `step_s` (one) on every reading."""
 
-    def __init__(self, start: int = 1_700_000_000) -> None:
+    def __init__(self, start: int = 1_700_000_000, step_s: int = 1) -> None:
         self.now = start
+        self.step_s = step_s
 
     def __call__(self) -> int:
-        self.now += 1
+        self.now += self.step_s
         return self.now
 
 

@@ -27,7 +27,8 @@ from tests.client.helpers import (
 
 def _verifies(request: httpx.Request, secret: str = SECRET) -> bool:
     return signature_matches(secret, request.headers[HEADER_SIGNATURE], request.headers[HEADER_TIMESTAMP],
-                             request.method, target(request), request.content)
+                             request.method, target(request), request.content,
+                             request.headers.get(HEADER_IDEMPOTENCY_KEY))
 
 
 def _client(script: Script, base_url: str = BASE_URL, clock: Clock | None = None) -> Client:
@@ -41,7 +42,7 @@ def test_a_signed_post_carries_the_headers_and_verifies_over_the_exact_body() ->
         client.place_order("H100-M40-Z26", "buy", 5, price=Decimal("2.35"), client_order_id="abc")
     request = script.last
     assert request.headers[HEADER_KEY] == KEY_ID
-    assert request.headers[HEADER_TIMESTAMP] == "1700000001"
+    assert request.headers[HEADER_TIMESTAMP] == "1700000001.000000"  # microseconds, strictly increasing
     assert request.headers["content-type"] == "application/json"
     assert request.content == (b'{"symbol":"H100-M40-Z26","side":"buy","type":"limit","price":"2.35",'
                                b'"amount":5,"client_order_id":"abc"}')
@@ -87,6 +88,26 @@ def test_every_retry_is_signed_afresh_with_a_new_timestamp() -> None:
     stamps = [r.headers[HEADER_TIMESTAMP] for r in script.requests]
     assert len(stamps) == 3 and len(set(stamps)) == 3
     assert all(_verifies(r) for r in script.requests)
+
+
+def test_the_idempotency_key_is_signed_so_it_cannot_be_swapped() -> None:
+    script = Script(default={"account_id": 7, "cash": "5.000000"})
+    with _client(script) as client:
+        client.request("POST", "/v1/admin/accounts/7/deposits", payload={"amount": "5"}, idempotency_key="dep-7")
+    request = script.last
+    assert request.headers[HEADER_IDEMPOTENCY_KEY] == "dep-7"
+    assert _verifies(request)
+    assert not signature_matches(SECRET, request.headers[HEADER_SIGNATURE], request.headers[HEADER_TIMESTAMP],
+                                 request.method, target(request), request.content, "dep-8")
+
+
+def test_identical_requests_in_one_second_get_distinct_timestamps() -> None:
+    script = Script(default={"items": [], "next_cursor": None})
+    with _client(script, clock=Clock(1_700_000_000, step_s=0)) as client:
+        client.cancel_order("42")
+        client.cancel_order("42")
+    first, second = (r.headers[HEADER_TIMESTAMP] for r in script.requests)
+    assert first != second and first.split(".")[0] == second.split(".")[0]
 
 
 def test_public_endpoints_are_not_signed() -> None:

@@ -98,7 +98,8 @@ def test_auth_is_signed_and_out_of_order_replies_reach_their_requests() -> None:
 
     results = asyncio.run(main())
     auth = seen[0]
-    assert (auth["op"], auth["key"], auth["timestamp"], auth["cancel_on_disconnect"]) == ("auth", KEY_ID, 101, True)
+    assert (auth["op"], auth["key"], auth["timestamp"], auth["cancel_on_disconnect"]) == (
+        "auth", KEY_ID, "101.000000", True)
     assert [r["price"] for r in results] == [f"2.{i:02d}" for i in range(10)]
     requests = seen[1:]
     assert len({r["id"] for r in requests}) == 10

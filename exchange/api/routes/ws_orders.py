@@ -144,7 +144,9 @@ class Session:
             key, timestamp, signature = message.get("key"), message.get("timestamp"), message.get("signature")
             if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in (key, timestamp, signature)):
                 raise ApiError(401, ApiCode.AUTH_MISSING, "auth needs key, timestamp and signature")
-            principal = verify_signed(runtime, str(key), str(timestamp), str(signature), "GET", PATH, b"")
+            # A session can place orders: its auth message is accepted once (replayed, it is refused).
+            principal = verify_signed(runtime, str(key), str(timestamp), str(signature), "GET", PATH, b"",
+                                      ip=_ip(self.websocket), acting=True)
             self.cancel_on_disconnect = message.get("cancel_on_disconnect") is True
         except TimeoutError:
             await self.send_error("auth", None, ApiError(401, ApiCode.AUTH_MISSING, "no auth message in time"))
