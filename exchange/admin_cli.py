@@ -102,6 +102,7 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
                 listed = set(service.engine.series)
             wanted = [ListSeries(spec) for spec in catalog.listed_series(now_ns) if spec.symbol not in listed]
             submit_all(settings, wanted)
+            settings.load_probe_key(create=True)   # the exchange's probe key, for signing delivery telemetry
             console().print(f"{settings.data_dir}: {len(listed) + len(wanted)} series listed ({len(wanted)} new)")
 
     account_app = typer.Typer(help="Trader accounts.", no_args_is_help=True)

@@ -76,15 +76,18 @@ class Settings(BaseSettings):
         created (random, mode 0600) on first use. Losing it invalidates every API key."""
         return self._load_key(self.master_key, "master.key", "master key", "EXCHANGE_MASTER_KEY")
 
-    def load_probe_key(self) -> bytes:
+    def load_probe_key(self, create: bool = False) -> bytes:
         """The key the reference probe signs telemetry records with: EXCHANGE_PROBE_KEY (hex), else
-        <data>/probe.key, created (random, mode 0600) on first use. Records signed with another key are
-        rejected as bad_signature."""
-        return self._load_key(self.probe_key, "probe.key", "probe key", "EXCHANGE_PROBE_KEY")
+        <data>/probe.key. Only the exchange creates it (`exchange init`, `exchange serve`: random, mode
+        0600); everything else fails and says where it is expected, because a key invented on the spot
+        would sign records that the exchange then rejects as bad_signature. Records signed with another
+        key are rejected as bad_signature."""
+        return self._load_key(self.probe_key, "probe.key", "probe key", "EXCHANGE_PROBE_KEY", create)
 
-    def _load_key(self, configured: SecretStr | None, filename: str, what: str, env: str) -> bytes:
+    def _load_key(self, configured: SecretStr | None, filename: str, what: str, env: str,
+                  create: bool = True) -> bytes:
         """A secret key of at least 256 bits: from the setting (hex), else from <data>/<filename>,
-        which is created with random bits and mode 0600 the first time."""
+        which is created with random bits and mode 0600 the first time when `create`."""
         if configured is not None:
             try:
                 key = bytes.fromhex(configured.get_secret_value())
@@ -92,6 +95,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"the {what} ({env}) must be hex digits") from None
         else:
             path = self.data_dir / filename
+            if not path.exists() and not create:
+                raise ValueError(f"no {what}: set {env} (64 hex digits) or put it in {path.resolve()} (the exchange "
+                                 f"creates it there at `exchange init` or its first `exchange serve`)")
             if not path.exists():
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

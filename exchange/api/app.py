@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
                                snapshot_every_commands=settings.snapshot_every_commands,
                                audit_every_commands=settings.audit_every_commands, projection_thread=True)
         service = ExchangeService(config, store, clock_ns)
+        settings.load_probe_key(create=True)   # the exchange owns the probe key: made here on first start
         runtime = Runtime(settings, catalog, store, service, settings.load_master_key(), metrics,
                           RateLimits.from_settings(settings), clock_ns)
         app.state.runtime = runtime

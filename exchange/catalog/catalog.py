@@ -83,6 +83,7 @@ class SettlementRules:
     shortfall_tolerance: Decimal
     damages_premium: Decimal
     default_threshold: Decimal
+    telemetry_deadline_hours: int
 
 
 @dataclass(frozen=True, slots=True)

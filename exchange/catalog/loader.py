@@ -278,5 +278,6 @@ def _rules(exchange: ExchangeFile) -> ExchangeRules:
             shortfall_tolerance=settlement.shortfall_tolerance,
             damages_premium=settlement.damages_premium,
             default_threshold=settlement.default_threshold,
+            telemetry_deadline_hours=settlement.telemetry_deadline_hours,
         ),
     )

@@ -190,6 +190,7 @@ class SettlementTable(_Strict):
     shortfall_tolerance: FractionBelowOne
     damages_premium: NonNegativeDecimal
     default_threshold: FractionUpToOne
+    telemetry_deadline_hours: PositiveInt
 
 
 class ExchangeFile(_Strict):

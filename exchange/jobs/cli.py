@@ -20,10 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from exchange.catalog import load_catalog
-from exchange.domain.units import micros_to_usd
+from exchange.domain.units import micros_to_usd, ticks_to_price
 from exchange.jobs.daily import run_daily
 from exchange.jobs.delivery import run_delivery
 from exchange.jobs.expiry import run_expiry
+from exchange.jobs.statements import price_text, usd_text
 from exchange.settings import Settings
 
 DataOption = Annotated[Path | None,
@@ -54,6 +55,9 @@ def parse_rrp(values: list[str]) -> dict[str, Decimal]:
             raise ValueError(f"--rrp {value!r}: expected SYMBOL=PRICE such as H100-M40-Z26=2.55") from None
         if not sep or not symbol:
             raise ValueError(f"--rrp {value!r}: expected SYMBOL=PRICE such as H100-M40-Z26=2.55")
+        if not prices[symbol].is_finite() or prices[symbol] <= 0:
+            raise ValueError(f"--rrp {value!r}: a replacement reference price is a positive number of USD per "
+                             "GPU-hour such as 2.55")
     return prices
 
 
@@ -75,12 +79,14 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
                 progress=lambda done, total: progress.update(task, completed=done, total=total)))
         out = console()
         table = Table(title=f"daily settlement up to {date}" + (" (dry run)" if dry_run else ""))
-        for column in ("series", "date", "price", "method", "accounts", "net VM (USD)"):
+        for column in ("series", "date", "price (USD per GPU-hour)", "method", "accounts", "net VM (USD)"):
             table.add_column(column)
+        catalog = load_catalog()
         for plan in report.plans:
             day = datetime.fromtimestamp(plan.date_ns // NS_PER_S, UTC).strftime("%Y-%m-%d")
-            table.add_row(plan.symbol, day, str(plan.price_ticks), str(plan.method), str(len(plan.postings)),
-                          str(micros_to_usd(sum(vm for _, vm in plan.postings))))
+            price = ticks_to_price(plan.price_ticks, catalog.rules.tick_micros)
+            table.add_row(plan.symbol, day, price_text(str(price)), str(plan.method), str(len(plan.postings)),
+                          usd_text(micros_to_usd(sum(vm for _, vm in plan.postings))))
         out.print(table)
         out.print(f"posted {len(report.posted)}, already settled {len(report.unchanged)}, "
                   f"refused {len(report.refused)}, expired {len(report.expired)} series, "
@@ -99,11 +105,12 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
         with errors():
             report = asyncio.run(run_expiry(_settings(data), load_catalog(), series))
         table = Table(title=f"deliveries of {series}" + ("" if report.newly_assigned else " (already assigned)"))
-        for column in ("delivery", "seller", "buyer", "lots", "GPUs", "GPU-hours", "FSP ticks"):
+        for column in ("delivery", "seller", "buyer", "lots", "GPUs", "GPU-hours", "final settlement price"):
             table.add_column(column)
+        tick_micros = load_catalog().rules.tick_micros
         for d in report.deliveries:
             table.add_row(d.delivery_id, str(d.seller), str(d.buyer), str(d.lots), str(d.gpus), str(d.gpu_hours),
-                          str(d.fsp_ticks))
+                          price_text(str(ticks_to_price(d.fsp_ticks, tick_micros))))
         console().print(table)
 
     @settle.command("delivery")
@@ -126,13 +133,14 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
         for reason, count in s.reasons():
             out.print(f"  {reason}: {count}")
         table = Table(title="deliveries" + (" (dry run)" if dry_run else ""))
-        for column in ("delivery", "E (GPU-h)", "Q", "invoice", "damages", "default", "status"):
+        for column in ("delivery", "E (GPU-hours)", "Q (GPU-hours)", "invoice (USD)", "damages (USD)", "default",
+                       "status"):
             table.add_column(column)
         for o in report.outcomes:
             r = o.result
-            table.add_row(o.delivery.delivery_id, f"{r.effective_micro_gpuh / 1_000_000:,.6f}",
-                          str(r.contracted_gpuh), str(micros_to_usd(r.invoice_micros)),
-                          str(micros_to_usd(r.damages_micros)), "DEFAULT" if r.default else "", o.status)
+            table.add_row(o.delivery.delivery_id, f"{micros_to_usd(r.effective_micro_gpuh):,}",
+                          f"{r.contracted_gpuh:,}", usd_text(micros_to_usd(r.invoice_micros)),
+                          usd_text(micros_to_usd(r.damages_micros)), "DEFAULT" if r.default else "", o.status)
         out.print(table)
         if report.without_telemetry:
             out.print(f"no telemetry for {len(report.without_telemetry)} deliveries: "

@@ -192,7 +192,8 @@ async def run_daily(settings: Settings, catalog: Catalog, date_ns: int, clock_ns
                     if assigned:
                         report.expired.append((symbol, assigned[0].deliveries))
         report.margin_calls = margin_calls(engine, rules.margin_call_ratio)
-        root = settings.data_dir / "statements" / "daily"
+        # A dry run writes its statements elsewhere (marked as such): never over the statements of record.
+        root = settings.data_dir / "statements" / ("dry-run/daily" if dry_run else "daily")
         unreported: set[int] = set()
         if not dry_run:
             settled_days = {d for series in engine.series.values() for d in series.settlements if d <= date_ns}
@@ -247,7 +248,10 @@ def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> l
     """Per account and date: JSON and CSV of each series' settlement price, position at the cut and
     variation margin, with the account's cash and margin now. Rewritten whole (atomically) on rerun."""
     by_account: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    refused = {name for name, _ in report.refused}   # a refused settlement posted nothing: no statement line
     for plan in sorted([*report.plans, *report.restated], key=lambda p: (p.symbol, p.date_ns)):
+        if f"{plan.symbol}@{_date(plan.date_ns)}" in refused:
+            continue
         spec = engine.series[plan.symbol].spec
         vm = dict(plan.postings)
         for account in sorted(set(plan.positions) | set(vm)):
@@ -265,7 +269,8 @@ def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> l
         folder.mkdir(parents=True, exist_ok=True)
         holder = engine.accounts.get(account_id)
         statement = {
-            "account_id": account_id, "date": _date(date_ns), "currency": "USD", "lines": lines,
+            "account_id": account_id, "date": _date(date_ns), "currency": "USD", "dry_run": report.dry_run,
+            "lines": lines,
             "total_variation_margin": str(micros_to_usd(sum(usd_to_micros(ln["variation_margin"]) for ln in lines))),
             "cash": str(micros_to_usd(engine.cash_micros(account_id))) if holder else None,
             "required_margin": str(micros_to_usd(holder.margin_micros)) if holder else None,

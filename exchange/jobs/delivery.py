@@ -7,8 +7,14 @@ damages and default (`exchange.domain.delivery.settle_delivery`), and one `Settl
 whose digest covers the accepted records (order-independent) and the replacement price: a rerun with
 the same input posts nothing, different input is refused unless `--amend`, which posts corrections.
 
-Only deliveries with at least one accepted record are settled: a file that does not mention a
-delivery says nothing about it (the summary lists deliveries without telemetry). Rejected records go
+The telemetry deadline (rulebook §8 v2): records of a delivery are accepted until
+`telemetry_deadline_hours` (48) after its period ends, judged at the job's run time (the time a file
+reaches the exchange is when a job reads it). A run at or after a delivery's deadline rejects its
+records as `late` (an `--amend` run takes them), and settles every assigned delivery past its deadline
+that is not settled yet, with what was accepted before: a delivery with no accepted record settles
+with E = 0 (no invoice, full damages, a default), so silence is never cheaper than a bad measurement.
+Before its deadline a delivery is settled only once it has accepted records (a file that does not
+mention a delivery says nothing about it; the summary lists deliveries without telemetry). Rejected records go
 to the rejects file with the record as given and the reason; statements (JSON, CSV, HTML) per
 delivery show each hour against the contracted line, its rejected records and the cash lines.
 """
@@ -107,7 +113,7 @@ def fold(items: Any, deliveries: dict[str, Delivery], specs: dict[str, SeriesSpe
         elif isinstance(item, RejectedRecord):
             if rejects is not None:
                 rejects.write(item)
-            delivery_id = _delivery_of(item.raw)
+            delivery_id = item.delivery_id
             if delivery_id in deliveries:
                 state = inputs.setdefault(delivery_id, DeliveryInput())
                 state.rejected_count += 1
@@ -116,20 +122,6 @@ def fold(items: Any, deliveries: dict[str, Delivery], specs: dict[str, SeriesSpe
         else:
             assert isinstance(item, DuplicateRecord)
     return inputs
-
-
-def _delivery_of(raw: str) -> str:
-    """Best effort: the delivery id a rejected record names (for its statement), '' if unreadable."""
-    text = raw.strip()
-    if text.startswith("{"):
-        marker = '"delivery_id"'
-        at = text.find(marker)
-        if at >= 0:
-            rest = text[at + len(marker):].lstrip(" :")
-            if rest.startswith('"'):
-                return rest[1:].split('"', 1)[0]
-        return ""
-    return text.split(",", 1)[0].strip('"')
 
 
 def compute(delivery: Delivery, spec: SeriesSpec, state: DeliveryInput, rrp_ticks: int | None,
@@ -154,10 +146,22 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
         assert engine is not None
         deliveries = dict(engine.deliveries)
         specs = {d.symbol: engine.series[d.symbol].spec for d in deliveries.values()}
+        now_ns = clock_ns()
+        deadline_ns = catalog.rules.settlement.telemetry_deadline_hours * NS_PER_HOUR
+        past_deadline = {d.delivery_id for d in deliveries.values()
+                         if now_ns >= specs[d.symbol].delivery_end_ns + deadline_ns}
         windows = {d.delivery_id: DeliveryWindow(specs[d.symbol].delivery_start_ns, specs[d.symbol].delivery_end_ns,
-                                                 d.gpus) for d in deliveries.values()}
+                                                 d.gpus, late=d.delivery_id in past_deadline and not amend)
+                   for d in deliveries.values()}
+        # Every input is checked before the first posting: a wrong --rrp is an error, never ignored.
+        for symbol, price in (rrp or {}).items():
+            if symbol not in specs:
+                raise ValueError(f"--rrp {symbol}: no assigned delivery of that series (assigned: "
+                                 f"{', '.join(sorted(specs)) or 'none'})")
+            if price <= 0:
+                raise ValueError(f"--rrp {symbol}={price}: a replacement reference price must be positive")
         rrp_ticks = {symbol: price_to_ticks(price, specs[symbol].tick_micros, f"RRP of {symbol}")
-                     for symbol, price in (rrp or {}).items() if symbol in specs}
+                     for symbol, price in (rrp or {}).items()}
         items = read_telemetry(paths, windows, settings.load_probe_key())
         if rejects_path is not None:
             with RejectsWriter(rejects_path) as rejects:
@@ -165,9 +169,14 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
         else:
             inputs = fold(items, deliveries, specs, catalog, summary, None, progress)
         report.without_telemetry = sorted(set(deliveries) - {d for d, s in inputs.items() if s.accepted})
+        # Past the deadline, a delivery never settled is settled now on what it has: nothing (E = 0).
+        silent = {d for d in past_deadline if deliveries[d].settlement is None and not (
+            d in inputs and inputs[d].accepted)}
+        for delivery_id in silent:
+            inputs.setdefault(delivery_id, DeliveryInput())
         for delivery_id in sorted(inputs, key=_delivery_order):
             state = inputs[delivery_id]
-            if not state.accepted:
+            if not state.accepted and delivery_id not in silent:
                 continue
             delivery = deliveries[delivery_id]
             ticks = rrp_ticks.get(delivery.symbol)
@@ -180,7 +189,11 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
             report.outcomes.append(DeliveryOutcome(engine.deliveries[delivery_id], result, ticks, digest, status,
                                                    state))
         from exchange.jobs.statements import write_delivery_statements
-        report.statements = write_delivery_statements(settings.data_dir / "statements" / "delivery", report, engine)
+        # The statements of record are those of what was posted; a dry run writes its own, marked, elsewhere,
+        # and a refused settlement leaves the record's statement as it was.
+        root = settings.data_dir / "statements" / ("dry-run/delivery" if dry_run else "delivery")
+        report.statements = write_delivery_statements(
+            root, report, engine, [o for o in report.outcomes if not o.status.startswith("refused")])
     return report
 
 

@@ -4,7 +4,8 @@
     exchange probe generate OUT --delivery H100-M40-Z26/1 --start 2026-12-01 --hours 744 --nodes 1000
     exchange probe check FILE... --delivery ID --start ISO --hours N --gpus G [--rejects OUT]
 
-The probe key is EXCHANGE_PROBE_KEY (hex) or <data>/probe.key (created on first use).
+The probe key is EXCHANGE_PROBE_KEY (hex) or <data>/probe.key, which `exchange init` and `exchange serve`
+create; these commands never invent one (they fail and say where the key is expected).
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ Per-record checks, in this order; the first failing one is the reason:
 4. bad_signature: the signature does not verify over the six values as written;
 5. malformed_field: a value that breaks the grammar (see record.py); hour_not_on_the_hour;
 6. unknown_delivery; 7. hour_outside_period;
-8. out_of_range: gpus not in 1..G, available or probe_mfu not in 0..1;
+8. out_of_range: gpus not in 1..72 (one node; it may exceed the delivery's G, whose cap applies to the
+   hour's sum), available or probe_mfu not in 0..1;
+8b. late: the delivery's telemetry deadline passed before this run (`DeliveryWindow.late`);
 9. same (delivery, node, hour) as an accepted record: the same six values as written -> a
     DuplicateRecord (ignored, counted); other values -> rejected as conflict (the first one stands).
 """
@@ -50,6 +52,7 @@ from exchange.telemetry.files import (
 )
 from exchange.telemetry.record import (
     FIELDS,
+    GPUS_PER_NODE_MAX,
     AcceptedRecord,
     DeliveryWindow,
     DuplicateRecord,
@@ -141,11 +144,15 @@ def _stream(sources: list[_Source], validator: _Validator, max_line_bytes: int) 
                     yield RejectedRecord(name, line_no, data.decode("utf-8", "backslashreplace"),
                                          Reason.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}")
                     continue
+                values: list[str] | None = None
                 try:
                     values = _csv_values(raw, source) if csv_file else _json_values(raw)
                     yield validator.check(name, line_no, raw, values)
                 except RecordError as error:
-                    yield RejectedRecord(name, line_no, raw, error.reason, error.message)
+                    # The delivery it names, read through the header (columns come in any order), so the
+                    # rejection counts against its delivery; "" when the line was not a record at all.
+                    delivery_id = values[0][:200] if values is not None and isinstance(values[0], str) else ""
+                    yield RejectedRecord(name, line_no, raw, error.reason, error.message, delivery_id)
 
 
 def _csv_values(raw: str, source: _Source) -> list[str]:
@@ -242,12 +249,15 @@ class _Validator:
             raise RecordError(Reason.UNKNOWN_DELIVERY, f"no delivery {delivery_id!r}")
         if not window.start_ns <= hour_ns < window.end_ns:
             raise RecordError(Reason.HOUR_OUTSIDE_PERIOD, f"hour_start {hour_text} is outside the delivery period")
-        if not 1 <= gpus <= window.contracted_gpus:
-            raise RecordError(Reason.OUT_OF_RANGE, f"gpus {gpus} is outside 1..{window.contracted_gpus}")
+        if not 1 <= gpus <= GPUS_PER_NODE_MAX:
+            raise RecordError(Reason.OUT_OF_RANGE, f"gpus {gpus} is outside 1..{GPUS_PER_NODE_MAX} (one node)")
         if not (_ZERO <= available <= _ONE):
             raise RecordError(Reason.OUT_OF_RANGE, f"available {available_text[:80]} is outside 0..1")
         if not (_ZERO <= probe_mfu <= _ONE):
             raise RecordError(Reason.OUT_OF_RANGE, f"probe_mfu {mfu_text[:80]} is outside 0..1")
+        if window.late:
+            raise RecordError(Reason.LATE, f"the telemetry deadline of {delivery_id} has passed: only an amendment "
+                              "run takes it now")
 
         digest = hashlib.blake2b(message, digest_size=15).digest() + b"\x01"  # never the empty slot
         index = (hour_ns - window.start_ns) // NS_PER_HOUR

@@ -8,7 +8,8 @@ the numbers):
 Value grammar (anything else is `malformed_field`):
 - `delivery_id`, `node_id`: 1..256 characters, no `|` (the signature's separator), no control
   characters, no leading or trailing white space.
-- `gpus`: a decimal integer without sign or leading zeros (`8`); range 1..G of the delivery.
+- `gpus`: a decimal integer without sign or leading zeros (`8`); range 1..72 (one node, rulebook §8 v2:
+  it may exceed the delivery's G; the hour's sum is what is capped at G).
 - `available`, `probe_mfu`: a plain decimal, `0`, `0.9875`, `1.0000`: ASCII digits, an optional `-`,
   no `+`, no exponent, no leading zeros, no NaN/Infinity, no negative zero; range 0..1 inclusive
   (a well-formed negative value is `out_of_range`).
@@ -55,6 +56,10 @@ class Reason(StrEnum):
     BAD_ENCODING = "bad_encoding"
     LINE_TOO_LONG = "line_too_long"
     CONFLICT = "conflict"
+    LATE = "late"                          # arrived after the delivery's telemetry deadline (not an amendment)
+
+
+GPUS_PER_NODE_MAX: Final = 72   # a record is one node: up to 72 GPUs (an NVL72 rack), whatever the delivery's G
 
 
 class RecordError(ValueError):
@@ -73,6 +78,7 @@ class DeliveryWindow:
     start_ns: int
     end_ns: int
     contracted_gpus: int
+    late: bool = False   # the telemetry deadline has passed: valid records are rejected as `late`
 
     def __post_init__(self) -> None:
         if self.start_ns % NS_PER_HOUR or self.end_ns % NS_PER_HOUR or self.end_ns <= self.start_ns:
@@ -110,6 +116,7 @@ class RejectedRecord:
     raw: str
     reason: Reason
     message: str
+    delivery_id: str = ""   # the delivery the line names, when it could be read as a record
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ def verify(key: bytes, values: Sequence[str], signature: str) -> bool:
 
 
 def load_probe_key(data_dir: Path | None = None) -> bytes:
-    """The probe key from the settings: EXCHANGE_PROBE_KEY, else <data>/probe.key (created on first use)."""
+    """The probe key from the settings: EXCHANGE_PROBE_KEY, else <data>/probe.key; never created here
+    (a missing key is an error that says where it is expected)."""
     settings = Settings()
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})

@@ -31,7 +31,7 @@ D = Decimal
 RULES = SettlementRules(
     daily_settlement_hour_utc=16, vwap_window_seconds=120, margin_call_ratio=D("0.75"),
     mfu_deadband=D("0.03"), mfu_floor_offset=D("0.05"), shortfall_tolerance=D("0.02"),
-    damages_premium=D("0.25"), default_threshold=D("0.5"),
+    damages_premium=D("0.25"), default_threshold=D("0.5"), telemetry_deadline_hours=48,
 )
 M40 = D("0.40")
 H0 = 1_796_256_000 * 10**9  # 2026-12-01T00:00:00Z

@@ -176,7 +176,7 @@ def test_list_trade_settle_expire_deliver(tmp_path: Path) -> None:
         - sum(day2.values()) * LOT_GPUH * TICK
     # Statements exist for every delivery, readable HTML included.
     html = (settings.data_dir / "statements" / "delivery" / SYMBOL / "delivery-1.html").read_text()
-    assert "<svg" in html and "delivery_invoice" in html
+    assert "<svg" in html and "delivery invoice" in html
     # A rerun of the delivery job posts nothing new.
     rerun = asyncio.run(run_delivery(settings, load_catalog(), files, clock_ns=clock))
     assert [o.status for o in rerun.outcomes] == ["unchanged"] * 3

@@ -79,3 +79,18 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     code, out = _run("probe", "check", str(write(tmp_path / "x.csv", b"a,b\n")), "--delivery", DELIVERY,
                      "--start", "2026-12-01", "--hours", "1", "--gpus", "8")
     assert code == 1 and "missing column(s)" in out
+
+
+@pytest.mark.parametrize("command", ["generate", "sign"])
+def test_without_a_probe_key_nothing_is_invented(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 command: str) -> None:
+    """A random key made on the spot would sign records the exchange then rejects as bad_signature."""
+    monkeypatch.delenv("EXCHANGE_PROBE_KEY")
+    data = tmp_path / "data"
+    source = write(tmp_path / "in.csv", csv_text([row()[:6]], header=FIELDS[:6]))
+    args = (["generate", str(tmp_path / "g.csv"), "--delivery", DELIVERY, "--start", "2026-12-01", "--hours", "1"]
+            if command == "generate" else ["sign", str(source), str(tmp_path / "out.csv")])
+    code, out = _run("probe", *args, "--data", str(data))
+    assert code != 0
+    assert "no probe key" in out and "EXCHANGE_PROBE_KEY" in out and str(data / "probe.key") in out
+    assert not (data / "probe.key").exists() and not (tmp_path / "g.csv").exists()

@@ -54,7 +54,7 @@ def test_probe_key_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_probe_key_file_is_created_once_with_mode_0600(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("EXCHANGE_PROBE_KEY", raising=False)
     data = tmp_path / "data"
-    key = Settings(data_dir=data).load_probe_key()
+    key = Settings(data_dir=data).load_probe_key(create=True)   # what init and serve do
     assert len(key) == 32 and stat.S_IMODE((data / "probe.key").stat().st_mode) == 0o600
     assert Settings(data_dir=data).load_probe_key() == key
     assert Settings(data_dir=data).load_master_key() != key  # a separate key
