@@ -24,9 +24,11 @@ from exchange.domain.events import Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.jobs.session import running_service
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
+from exchange.service.loss import accept_loss as accept_loss_in
 from exchange.settings import Settings
 from exchange.signing import derive_secret
 from exchange.store import Store
+from exchange.store.store import existing_store_seq
 
 
 class Scope(StrEnum):
@@ -187,7 +189,9 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """Rebuild the core from the journal (from scratch and from snapshot + tail) and compare hashes."""
         with errors():
             settings = _settings(data)
-            check = verify_replay(_config(settings))
+            if not (settings.data_dir / "journal").is_dir():
+                raise ValueError(f"{settings.data_dir} is not an exchange data directory (no journal/)")
+            check = verify_replay(_config(settings), existing_store_seq(settings.store_url()))
             out = console()
             out.print(f"journal: {check.journal_seq} commands; state hash from scratch {check.from_scratch}")
             if check.from_snapshot is not None:
@@ -196,6 +200,35 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
                 raise ValueError("replay from the snapshot does not match replay from scratch")
             if verify:
                 out.print("[green]verified[/]: both replays agree")
+
+    @app.command()
+    def recover(accept_loss: Annotated[bool, typer.Option(
+                    "--accept-loss", help="cut the journal at its last whole record, move what is cut aside, "
+                    "rebuild the store to match, and record the loss (restoring a copy is better)")] = False,
+                data: DataOption = None) -> None:
+        """The way out when the journal lost committed records (the exchange refuses to start)."""
+        with errors():
+            settings = _settings(data)
+            if not (settings.data_dir / "journal").is_dir():
+                raise ValueError(f"{settings.data_dir} is not an exchange data directory (no journal/)")
+            if not accept_loss:
+                raise ValueError("this accepts losing committed records for good: restore the journal from a copy "
+                                 "if you have one; otherwise run again with --accept-loss")
+            store = Store(settings.store_url()) if existing_store_seq(settings.store_url()) is not None else None
+            try:
+                report = accept_loss_in(settings.data_dir, store, time.time_ns())
+            finally:
+                if store is not None:
+                    store.close()
+            out = console()
+            lost = report.lost_from_seq
+            out.print(f"journal ends at seq {report.journal_seq}; " + (
+                f"[red]commands from seq {lost} on are lost[/]" if lost else "no committed command was lost"))
+            for moved in report.moved:
+                out.print(f"moved aside: {moved}")
+            if report.store_reset:
+                out.print("the SQL store's projection was reset: the next start rebuilds it from the journal")
+            out.print(f"loss recorded in {report.record}")
 
     apikey_app = typer.Typer(help="API keys (secrets are shown once and stored hashed).", no_args_is_help=True)
     app.add_typer(apikey_app, name="apikey")

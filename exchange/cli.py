@@ -12,6 +12,7 @@ stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ from exchange.domain.events import Event, Trade
 from exchange.domain.spec import PeriodKind, SeriesSpec
 from exchange.domain.units import NS_PER_HOUR, NS_PER_SECOND, UnitError, micros_to_usd, ticks_to_price
 from exchange.jobs import cli as jobs_cli
+from exchange.journal.journal import JournalCorrupt
+from exchange.service.witness import JournalBehind
 from exchange.telemetry import cli as probe_cli
 from exchange.testing.simulator import MARKET_MAKERS, PROVIDERS, TAKERS, MarketSimulator, SimStats
 
@@ -56,7 +59,7 @@ TAPE_LENGTH = 12
 _FRAME_S = 0.1
 _FAST_BATCH = 400  # commands per frame when --speed 0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EXPECTED_ERRORS = (CatalogError, SymbolError, UnitError, ValueError)
+_EXPECTED_ERRORS = (CatalogError, SymbolError, UnitError, ValueError, JournalCorrupt, JournalBehind)
 
 
 # -- the boundary: consoles, errors, time ----------------------------------------------------
@@ -595,6 +598,9 @@ def watch(
 
 
 def main() -> None:
+    # Everything the exchange writes (data directory, journal, snapshots, database, keys, statements)
+    # is private to its user: the journal and the store hold every account's money and orders.
+    os.umask(0o077)
     app()
 
 

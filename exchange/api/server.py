@@ -16,7 +16,10 @@ import uvicorn
 
 from exchange.api.app import create_app
 from exchange.feeds.server import GatewaySupervisor
+from exchange.service import witness
+from exchange.service.recovery import check_end
 from exchange.settings import Settings
+from exchange.store.store import existing_store_seq
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,9 +47,21 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def preflight(settings: Settings) -> None:
+    """Refuse to start, with the reason, before anything is written or a port is bound: a journal that
+    ends before what its witnesses say was committed (`JournalBehind`) or a damaged committed record
+    (`JournalCorrupt`). Recovery checks the same again, whole, once the server runs."""
+    journal_dir = settings.data_dir / "journal"
+    if journal_dir.is_dir():
+        witnesses = witness.gather(journal_dir, settings.data_dir / "snapshots",
+                                   existing_store_seq(settings.store_url()), "the SQL store")
+        check_end(journal_dir, witnesses)
+
+
 def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> None:
     """Run the API; `demo` also runs the live demo market (exchange/demo_market.py); with
     `settings.feed_gateway`, a feed gateway child process too (exchange/feeds/server.py)."""
+    preflight(settings)
     configure_logging(log_level)
     config = uvicorn.Config(create_app(settings, demo=demo), host=settings.host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,

@@ -44,12 +44,13 @@ SEGMENT_BYTES_MAX_DEFAULT = 64 << 20
 class JournalCorrupt(Exception):
     """The journal cannot be trusted past a point; recovery must stop there."""
 
-    def __init__(self, path: Path, offset: int, expected_seq: int, why: str) -> None:
+    def __init__(self, path: Path, offset: int, expected_seq: int, why: str, short: bool = False) -> None:
         super().__init__(f"{path}: offset {offset}, expected seq {expected_seq}: {why}")
         self.path = path
         self.offset = offset
         self.expected_seq = expected_seq
         self.why = why
+        self.short = short   # the data simply ends there (a cut journal), rather than holding wrong bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +73,20 @@ def segment_path(directory: Path, first_seq: int) -> Path:
     return directory / f"{first_seq:020d}{SUFFIX}"
 
 
-def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | None = None) -> Iterator[Entry]:
+def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | None = None,
+                 committed_seq: int = 0, last_segment_only: bool = False) -> Iterator[Entry]:
     """Every committed entry with seq > `after_seq`, in order, checking the whole journal as it goes.
 
-    If `scan` is given, a `ScanResult` is appended to it once the iteration completes.
+    If `scan` is given, a `ScanResult` is appended to it once the iteration completes. `committed_seq`
+    is what an independent witness says was committed (`exchange.service.witness`): a record at or below
+    it that is cut short or fails its checksum is damage (`JournalCorrupt`), never a torn tail.
+    `last_segment_only` checks just the newest segment (a quick look at where the journal ends).
     """
     paths = segment_paths(directory)
     expected = 1
+    if last_segment_only and paths:
+        paths = paths[-1:]
+        expected = int(paths[0].stem)
     torn_path: Path | None = None
     torn_offset = 0
     for index, path in enumerate(paths):
@@ -89,29 +97,36 @@ def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | N
         data = path.read_bytes()
         offset = 0
         while offset < len(data):
+            # A torn tail: only in the last segment, and only past what a witness says was committed.
+            tearable = last_segment and expected > committed_seq
             if offset + HEADER_BYTES > len(data):
-                if last_segment:
+                if tearable:
                     torn_path, torn_offset = path, offset
                     break
-                raise JournalCorrupt(path, offset, expected, "segment ends inside a record header")
+                raise JournalCorrupt(path, offset, expected, _damage("the segment ends inside a record header",
+                                                                     expected, committed_seq), short=last_segment)
             length, crc = HEADER.unpack_from(data, offset)
             end = offset + HEADER_BYTES + length
             if not 0 < length <= RECORD_BYTES_MAX:
-                if last_segment and _only_zeros(data, offset):
+                zeros = _only_zeros(data, offset)
+                if tearable and zeros:
                     torn_path, torn_offset = path, offset  # preallocated or zero-filled tail
                     break
-                raise JournalCorrupt(path, offset, expected, f"impossible record length {length}")
+                raise JournalCorrupt(path, offset, expected, _damage(f"impossible record length {length}",
+                                                                     expected, committed_seq),
+                                     short=last_segment and zeros)
             if end > len(data):
-                if last_segment:
+                if tearable:
                     torn_path, torn_offset = path, offset
                     break
-                raise JournalCorrupt(path, offset, expected, "segment ends inside a record")
+                raise JournalCorrupt(path, offset, expected, _damage("the segment ends inside a record",
+                                                                     expected, committed_seq), short=last_segment)
             payload = data[offset + HEADER_BYTES:end]
             if zlib.crc32(payload) != crc:
-                if last_segment and end == len(data):
+                if tearable and end == len(data):
                     torn_path, torn_offset = path, offset  # the final write landed partly
                     break
-                raise JournalCorrupt(path, offset, expected, "checksum mismatch")
+                raise JournalCorrupt(path, offset, expected, _damage("checksum mismatch", expected, committed_seq))
             try:
                 if expected > after_seq:
                     entry = decode_payload(payload)
@@ -130,13 +145,21 @@ def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | N
         scan.append(ScanResult(expected - 1, torn_path, torn_offset))
 
 
+def _damage(why: str, expected: int, committed_seq: int) -> str:
+    if expected <= committed_seq:
+        return (f"{why} in a committed record (a witness says seq {committed_seq} was committed): damage, "
+                "not a torn write")
+    return why
+
+
 def _only_zeros(data: bytes, offset: int) -> bool:
     return not data[offset:].strip(b"\0")
 
 
-def scan(directory: Path) -> ScanResult:
+def scan(directory: Path, committed_seq: int = 0, last_segment_only: bool = False) -> ScanResult:
     result: list[ScanResult] = []
-    for _ in read_entries(directory, after_seq=2**62, scan=result):
+    for _ in read_entries(directory, after_seq=2**62, scan=result, committed_seq=committed_seq,
+                          last_segment_only=last_segment_only):
         pass
     return result[0]
 
@@ -196,7 +219,9 @@ class Journal:
         if self._file is not None:
             self.commit()
             self._file.close()
-        self._file = open(segment_path(self.directory, first_seq), "xb")  # noqa: SIM115
+        # Private (0600): the journal holds every account's orders and cash movements.
+        fd = os.open(segment_path(self.directory, first_seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb")
         self._file_bytes = 0
         # The new file's directory entry must be durable too, or a crash could lose the segment.
         fd = os.open(self.directory, os.O_RDONLY)

@@ -33,7 +33,7 @@ class CommitMarker:
 
     def __init__(self, journal_dir: Path) -> None:
         self.path = journal_dir / FILENAME
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < _LAYOUT.size:
                 os.ftruncate(fd, _LAYOUT.size)

@@ -44,8 +44,9 @@ from exchange.domain.events import Event
 from exchange.domain.statehash import state_hash
 from exchange.journal.journal import Journal, read_entries
 from exchange.journal.marker import CommitMarker
+from exchange.service import witness
 from exchange.service.projection_worker import ProjectionWorker, Projector
-from exchange.service.recovery import recover
+from exchange.service.recovery import cut_is_behind, recover
 from exchange.service.sequencer import Sequenced, Sequencer, SequencerBusy, SequencerStopped, State
 from exchange.service.snapshot import latest_valid_snapshot, write_snapshot
 
@@ -114,6 +115,7 @@ class ExchangeService:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.snapshot_dir.mkdir(exist_ok=True)
+        make_private(config.data_dir)
         self._lock = open(config.data_dir / "LOCK", "ab")  # noqa: SIM115  (held until close())
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,9 +125,17 @@ class ExchangeService:
             raise DataDirLocked(f"{config.data_dir} is in use by another exchange process") from None
         started = time.perf_counter()
         projected_seq = self.projector.last_seq() if self.projector is not None else None
+        # Read every witness of what was committed as found, before anything is written (the marker is
+        # rewritten below): a journal that ends before any of them must not start.
+        witnesses = witness.gather(config.journal_dir, config.snapshot_dir, projected_seq, "the SQL store")
         rejected: list[tuple[str, str]] = []
         snapshot = self._usable_snapshot(projected_seq, rejected)
-        engine, journal = recover(self._new_engine, config.journal_dir, snapshot)
+        try:
+            engine, journal = recover(self._new_engine, config.journal_dir, snapshot, witnesses)
+        except BaseException:
+            self._lock.close()   # nothing was written: leave the directory as found, unlocked
+            self._lock = None
+            raise
         snapshot_seq = snapshot[0] if snapshot else 0
         projected = 0
         if self.projector is not None and projected_seq is not None and projected_seq < journal.last_seq:
@@ -324,6 +334,20 @@ class ExchangeService:
         return projected
 
 
+def make_private(data_dir: Path) -> None:
+    """The data directory 0700 and every file in it, its journal and its snapshots 0600: whatever umask
+    created them (an older version, a copy, a restore), only the exchange's user may read them. New
+    files are created 0600 where they are made (journal segments, snapshots, marker, keys, database)."""
+    data_dir.chmod(0o700)
+    for folder in (data_dir, data_dir / "journal", data_dir / "snapshots"):
+        if folder.is_dir():
+            if folder != data_dir:
+                folder.chmod(0o700)
+            for path in folder.iterdir():
+                if path.is_file() and not path.is_symlink():
+                    path.chmod(0o600)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayCheck:
     journal_seq: int
@@ -336,18 +360,26 @@ class ReplayCheck:
         return self.from_snapshot is None or self.from_snapshot == self.from_scratch
 
 
-def verify_replay(config: ServiceConfig) -> ReplayCheck:
+def verify_replay(config: ServiceConfig, store_seq: int | None = None) -> ReplayCheck:
     """`exchange replay --verify`: rebuild from scratch and from snapshot + tail; both hashes must agree.
 
-    Read-only: it never truncates or writes (a torn tail is simply not replayed)."""
+    The same witnesses as recovery (commit marker, the store's `store_seq`, snapshots): a journal that
+    ends before any of them raises `JournalBehind`, a damaged committed record `JournalCorrupt`.
+    Read-only: it never truncates or writes (a torn tail past the witnesses is simply not replayed)."""
+    witnesses = witness.gather(config.journal_dir, config.snapshot_dir, store_seq, "the SQL store")
+    floor = witness.committed_floor(witnesses)
+
     def replay(engine: Engine, after_seq: int) -> tuple[Engine, int]:
         last = after_seq
-        for entry in read_entries(config.journal_dir, after_seq=after_seq):
+        for entry in read_entries(config.journal_dir, after_seq=after_seq, committed_seq=floor):
             engine.apply(entry.command, entry.ts_ns)
             last = entry.seq
         return engine, last
 
-    scratch, last_seq = replay(Engine(config.limits), 0)
+    with cut_is_behind(witnesses):
+        scratch, last_seq = replay(Engine(config.limits), 0)
+    if last_seq < floor:
+        raise witness.JournalBehind(*witness.journal_end(config.journal_dir), last_seq, witnesses)
     found = latest_valid_snapshot(config.snapshot_dir)
     if found is None:
         return ReplayCheck(last_seq, state_hash(scratch), None, None)

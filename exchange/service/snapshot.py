@@ -477,7 +477,7 @@ def write_snapshot(directory: Path, engine: Engine, journal_seq: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = snapshot_path(directory, journal_seq)
     temp = directory / f".{final.name}.{os.getpid()}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # the core's whole state: private
     try:
         try:
             view = memoryview(data)

@@ -16,9 +16,11 @@ Reads return plain frozen dataclasses, never ORM objects.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +47,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.service.sequencer import Sequenced
 from exchange.store.models import (
@@ -214,6 +217,21 @@ def _scrypt(secret: str, salt: bytes, params: str) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=par, dklen=HASH_LEN, maxmem=256 * n * r + 2**20)
 
 
+def existing_store_seq(url: str) -> int | None:
+    """The projected seq of the store at `url` if it exists and has been migrated, else None; creates
+    nothing (a SQLite URL to a missing file is no store)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).exists()):
+        return None
+    store = Store(url)
+    try:
+        return store.last_seq()
+    except SQLAlchemyError:
+        return None
+    finally:
+        store.close()
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         parsed = make_url(url)
@@ -222,6 +240,10 @@ class Store:
             raise ValueError(f"the store runs on SQLite or PostgreSQL, not {backend!r}")
         self.url = url
         self.dialect = backend
+        if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+            # Created private (0600); SQLite gives its -wal and -shm files the database file's mode.
+            with contextlib.suppress(FileExistsError, FileNotFoundError):
+                os.close(os.open(parsed.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.engine: Engine = create_engine(url, echo=echo)
         if backend == "sqlite":
             _sqlite_setup(self.engine)
@@ -291,6 +313,22 @@ class Store:
             conn.execute(update(ProjectorState).where(ProjectorState.id == 1).values(
                 last_seq=todo[-1].seq, last_ts_ns=todo[-1].ts_ns,
                 last_event_seq=max(int(state.last_event_seq), projection.last_event_seq)))
+
+    def reset_projection(self, accounts: set[int]) -> None:
+        """Forget every projected row so that the projection is rebuilt from the journal's first seq:
+        the operator's way out after accepting a loss of committed journal records (`exchange recover
+        --accept-loss`), when the store is ahead of the journal. API keys stay (they are not in the
+        journal), except those of accounts the journal no longer has (`accounts` are the ones it has);
+        idempotency answers go, since they may describe commands that were lost."""
+        with self._begin(immediate=True) as conn:
+            for record in (TradeRecord, LedgerPostingRecord, DeliveryRecord, DailySettlementRecord, PositionRecord,
+                           BalanceRecord, OrderRecord, IdempotencyRecord):
+                conn.execute(delete(record))
+            conn.execute(delete(ApiKeyRecord).where(ApiKeyRecord.account_id.not_in(accounts)))
+            conn.execute(delete(AccountRecord).where(AccountRecord.account_id.not_in(accounts)))
+            conn.execute(delete(SeriesRecord))
+            conn.execute(update(ProjectorState).where(ProjectorState.id == 1).values(
+                last_seq=0, last_ts_ns=0, last_event_seq=0))
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, account_id: int, scopes: Sequence[str], now_ns: int,

@@ -28,6 +28,7 @@ from exchange.service.sequencer import (
     SequencerStopped,
     State,
 )
+from exchange.service.witness import JournalBehind
 from exchange.testing.flow import random_commands
 from exchange.testing.specs import T0_NS
 from tests.service.crashing import run_and_kill
@@ -438,7 +439,7 @@ def test_recover_from_a_snapshot_replays_only_the_tail(tmp_path: Path) -> None:
     from_snapshot, journal2 = recover(no_factory, tmp_path, snapshot=(at, snapshot_engine))
     journal2.close()
     assert from_snapshot is snapshot_engine and state_hash(from_snapshot) == state_hash(full)
-    with pytest.raises(ValueError, match="snapshot"):
+    with pytest.raises(JournalBehind, match="snapshot loaded"):
         recover(Engine, tmp_path, snapshot=(len(stream) + 1, Engine()))
 
 
