@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     request_body_bytes_max: int = Field(default=16_384, ge=256, description="larger bodies get 413")
     ws_message_bytes_max: int = Field(default=16_384, ge=256)
     ws_in_flight_max: int = Field(default=256, ge=1, description="unanswered requests per WebSocket connection")
+    session_check_ms: int = Field(default=250, ge=10, le=1_000, description="how often an open WebSocket session "
+                                  "rechecks that its key is not revoked and its account not disabled")
     feed_queue_messages_max: int = Field(
         default=10_000, ge=1, description="market feed: outbound messages queued per connection before it is a slow "
         "consumer (closed with 1013)")

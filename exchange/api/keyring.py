@@ -2,8 +2,8 @@
 
 Shared by the API server and the feed gateways (separate processes, one store). A key's row is cached
 for `KEY_CACHE_TTL_NS`, so a revocation made through one process stops the key on every other within
-that long; its secret is HMAC(master key, key id), recomputed on demand and cached. Both caches are
-bounded: unknown ids must not grow them forever.
+that long (open sessions too, see `standing.py`); its secret is HMAC(master key, key id), recomputed on
+demand and cached. Both caches are bounded: unknown ids must not grow them forever.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from exchange.signing import derive_secret
 from exchange.store import Store
 from exchange.store.store import ApiKeyRow
 
-KEY_CACHE_TTL_NS: Final = 5_000_000_000
+KEY_CACHE_TTL_NS: Final = 500_000_000   # a revocation reaches every process (and open session) within 1 s
 CACHE_ENTRIES_MAX: Final = 100_000
 
 

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from exchange.api.auth import check_rate, verify_signed
 from exchange.api.errors import ApiCode, ApiError
+from exchange.api.standing import lost_standing, watch_standing
 from exchange.feeds.context import FeedContext
 from exchange.feeds.hub import FeedError, FeedHub, Key, Subscriber, dumps
 
@@ -57,6 +58,7 @@ class Session:
         self.hub = hub
         self.sub = sub
         self.ip = client_ip(websocket)
+        self.key_id: str | None = None   # the key the session authenticated with
 
     def reply(self, message: dict[str, Any]) -> None:
         self.sub.put(dumps(message))
@@ -147,6 +149,7 @@ class Session:
             if private in self.sub.keys:
                 self.hub.unsubscribe(self.sub, private)
         self.sub.account_id = principal.account_id
+        self.key_id = principal.key_id
         self.reply({"type": "authenticated", "id": request_id, "account_id": principal.account_id})
 
     async def write_loop(self) -> None:
@@ -165,11 +168,27 @@ class Session:
                     text = self.hub.heartbeat(sub)
             await websocket.send_text(text)
 
+    def standing(self) -> tuple[str, str] | None:
+        """Why an authenticated session may no longer see its account's private channel, or None."""
+        if self.sub.account_id is None or self.key_id is None:
+            return None
+        return lost_standing(self.context.keyring, self.key_id, self.sub.account_id, self.context.replica.engine)
+
+    async def close_for(self, code: str, message: str) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.websocket.send_text(dumps({"type": "error", "id": None, "code": code, "message": message,
+                                                      "details": {}}))
+                await self.websocket.close(CLOSE_POLICY_VIOLATION, code)
+
     async def serve(self) -> None:
         reader = asyncio.create_task(self.read_loop())
         writer = asyncio.create_task(self.write_loop())
         slow = asyncio.create_task(self.sub.slow_event.wait())
-        tasks = {reader, writer, slow}
+        # Revocation and the kill switch close an authenticated session within a second.
+        watch = asyncio.create_task(watch_standing(self.standing, self.context.settings.session_check_ms,
+                                                   self.close_for))
+        tasks = {reader, writer, slow, watch}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

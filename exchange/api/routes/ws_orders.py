@@ -34,6 +34,7 @@ from exchange.api.auth import Principal, check_rate, verify_signed
 from exchange.api.errors import ApiCode, ApiError, validation_failed
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import AmendOrderBody, CancelAllAfterBody, CancelAllBody, PlaceOrderBody
+from exchange.api.standing import lost_standing, watch_standing
 from exchange.domain.commands import MassCancel
 
 router = APIRouter()
@@ -209,6 +210,34 @@ class Session:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    async def serve_while_in_standing(self) -> None:
+        """Serve requests until the client leaves, or until the key is revoked or the account disabled:
+        then the session gets an error naming why and is closed (1008); nothing it sends acts after that."""
+        principal = self.principal
+        assert principal is not None
+        runtime = self.runtime
+
+        def check() -> tuple[str, str] | None:
+            return lost_standing(runtime.keyring, principal.key_id, principal.account_id, runtime.service.engine)
+
+        async def close(code: str, message: str) -> None:
+            await self.send({"op": "error", "id": None, "status": 401 if code == ApiCode.AUTH_KEY_REVOKED else 403,
+                             "error": {"code": code, "message": message, "details": {}}})
+            await self.websocket.close(POLICY_VIOLATION, code)
+
+        serving = asyncio.create_task(self.serve())
+        watching = asyncio.create_task(watch_standing(check, runtime.settings.session_check_ms, close))
+        try:
+            done, _ = await asyncio.wait({serving, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (serving, watching):
+                task.cancel()
+            await asyncio.gather(serving, watching, return_exceptions=True)
+        if serving in done and not serving.cancelled():
+            error = serving.exception()
+            if error is not None:
+                raise error
+
     async def close(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -228,7 +257,7 @@ async def order_entry(websocket: WebSocket, runtime: Annotated[Runtime, Depends(
     runtime.metrics.websocket_connected("orders")
     try:
         if await session.authenticate():
-            await session.serve()
+            await session.serve_while_in_standing()
     except WebSocketDisconnect:
         pass
     finally:
