@@ -114,6 +114,7 @@ class Session:
         self.tasks: set[asyncio.Task[None]] = set()
         self.principal: Principal | None = None
         self.cancel_on_disconnect = False
+        self.standing_lost = False   # the key was revoked or the account disabled: closing
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
@@ -164,6 +165,8 @@ class Session:
     async def handle(self, op: str, request_id: object, args: dict[str, Any]) -> None:
         principal = self.principal
         assert principal is not None
+        if self.standing_lost:
+            return
         try:
             scope, handler = OPS[op]
             if scope not in principal.scopes:
@@ -184,6 +187,8 @@ class Session:
         in_flight_max = runtime.settings.ws_in_flight_max
         while True:
             text = await self.websocket.receive_text()
+            if self.standing_lost:
+                return
             request_id: object = None
             op: object = None
             try:
@@ -221,22 +226,18 @@ class Session:
             return lost_standing(runtime.keyring, principal.key_id, principal.account_id, runtime.service.engine)
 
         async def close(code: str, message: str) -> None:
+            self.standing_lost = True   # from here on nothing the session sends acts
             await self.send({"op": "error", "id": None, "status": 401 if code == ApiCode.AUTH_KEY_REVOKED else 403,
                              "error": {"code": code, "message": message, "details": {}}})
             await self.websocket.close(POLICY_VIOLATION, code)
 
-        serving = asyncio.create_task(self.serve())
+        # The watcher only closes the socket; the request's own task keeps serving, and ends on the
+        # disconnect that follows the close.
         watching = asyncio.create_task(watch_standing(check, runtime.settings.session_check_ms, close))
         try:
-            done, _ = await asyncio.wait({serving, watching}, return_when=asyncio.FIRST_COMPLETED)
+            await self.serve()
         finally:
-            for task in (serving, watching):
-                task.cancel()
-            await asyncio.gather(serving, watching, return_exceptions=True)
-        if serving in done and not serving.cancelled():
-            error = serving.exception()
-            if error is not None:
-                raise error
+            watching.cancel()
 
     async def close(self) -> None:
         if self.tasks:
