@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     burst_per_ip: int = Field(default=800, ge=1)
     request_body_bytes_max: int = Field(default=16_384, ge=256, description="larger bodies get 413")
     ws_message_bytes_max: int = Field(default=16_384, ge=256)
+    # -- what one client can hold (exchange/api/connection_guard.py, ws_orders.py) ---------------
+    connections_max: int = Field(default=4_096, ge=1, description="open HTTP connections in all; more get 503")
+    connections_per_ip_max: int = Field(default=256, ge=1, description="open HTTP connections per client IP")
+    headers_timeout_s: float = Field(default=10.0, gt=0, le=300, description="time to send a request's head "
+                                     "(slowloris); then 408 and close")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600, description="time to send a request's body")
+    header_bytes_max: int = Field(default=16_384, ge=1_024, description="a larger request head gets 431")
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=300, description="idle keep-alive connections close")
+    ws_sessions_per_key_max: int = Field(default=8, ge=1, description="order-entry WebSockets per API key")
+    ws_sessions_per_ip_max: int = Field(default=32, ge=1, description="order-entry WebSockets per client IP")
+    trusted_proxies: str = Field(default="", description="comma-separated IPs/CIDRs of reverse proxies whose "
+                                 "X-Forwarded-For is honoured; empty: the socket's peer is the client")
     ws_in_flight_max: int = Field(default=256, ge=1, description="unanswered requests per WebSocket connection")
     session_check_ms: int = Field(default=250, ge=10, le=1_000, description="how often an open WebSocket session "
                                   "rechecks that its key is not revoked and its account not disabled")

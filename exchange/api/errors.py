@@ -44,6 +44,7 @@ class ApiCode(StrEnum):
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     # -- capacity ----------------------------------------------------------------------------------
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_SESSIONS = "too_many_sessions"          # order-entry WebSockets per key or per IP
     SERVICE_UNAVAILABLE = "service_unavailable"
 
 

@@ -44,18 +44,28 @@ class EdgeMiddleware:
             return
 
         received = 0
+        over_limit = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over_limit
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over_limit = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal status, response_started
+            if over_limit:
+                # A body without Content-Length (chunked) ran over the limit while the app read it; the app
+                # may have turned that into its own error (FastAPI answers 400 for any body-read failure):
+                # the client gets 413 instead, and the app's own answer is dropped.
+                if message["type"] == "http.response.start" and not response_started:
+                    await _send_error(send, _too_large(limit))
+                    status, response_started = 413, True
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True

@@ -5,6 +5,7 @@ the durable service (sequencer + core), rate limits, metrics. Handlers get it by
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from exchange.api.errors import ApiCode, ApiError, engine_refusal
 from exchange.api.keyring import KeyRing
 from exchange.api.metrics import Metrics
 from exchange.api.ratelimit import RateLimits
+from exchange.api.session_counts import SessionCounts
 from exchange.catalog import Catalog
 from exchange.domain.commands import Command
 from exchange.domain.engine import Engine
@@ -26,6 +28,8 @@ from exchange.service.sequencer import SequencerBusy, SequencerError
 from exchange.settings import Settings
 from exchange.store import Store
 from exchange.store.store import ApiKeyRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Runtime:
     clock_ns: Callable[[], int] = time.time_ns
     ready: bool = False
     in_flight_idempotency: set[tuple[str, str]] = field(default_factory=set)
+    ws_sessions: SessionCounts = field(default_factory=SessionCounts)
     keyring: KeyRing = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,9 +79,11 @@ class Runtime:
         except SequencerBusy:
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the sequencer queue is full", retry_after_s=1) from None
         except (SequencerError, ProjectionFailed, TimeoutError) as error:
-            # Outcome unknown (like a crash): the client retries with the same client order id / key.
-            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, f"the command's outcome is unknown: {error!r}",
-                           retry_after_s=1) from None
+            # Outcome unknown (like a crash): the client retries with the same client order id / key. The
+            # cause goes to the log, not to the client (public errors carry no exception text).
+            log.warning("command outcome unknown: %r", error)
+            raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the command's outcome is unknown: retry it the same "
+                           "way (same client order id or Idempotency-Key)", retry_after_s=1) from None
 
     async def submit_checked(self, command: Command) -> list[Event]:
         """`submit`, raising the engine's refusal (if any) as an API error."""

@@ -15,6 +15,7 @@ import sys
 import uvicorn
 
 from exchange.api.app import create_app
+from exchange.api.connection_guard import server_config
 from exchange.feeds.server import GatewaySupervisor
 from exchange.service import witness
 from exchange.service.recovery import check_end
@@ -63,9 +64,7 @@ def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> No
     `settings.feed_gateway`, a feed gateway child process too (exchange/feeds/server.py)."""
     preflight(settings)
     configure_logging(log_level)
-    config = uvicorn.Config(create_app(settings, demo=demo), host=settings.host, port=settings.port, log_config=None,
-                            access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,
-                            ws_max_size=settings.ws_message_bytes_max, lifespan="on")
+    config = server_config(create_app(settings, demo=demo), settings, settings.host, settings.port)
     server = uvicorn.Server(config)
 
     async def main() -> None:

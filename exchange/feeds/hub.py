@@ -319,9 +319,8 @@ class FeedHub:
             raise FeedError("unknown_series", f"no listed series {symbol!r}")
         if name == "candles":
             interval = raw.get("interval")
-            if interval not in INTERVAL_NS:
+            if not isinstance(interval, str) or interval not in INTERVAL_NS:
                 raise FeedError("invalid_subscription", "interval must be one of 1m, 5m, 1h")
-            assert isinstance(interval, str)
             return ("candles", symbol, interval), {"channel": "candles", "symbol": symbol, "interval": interval}, None
         if name == "book":
             depth = raw.get("depth")

@@ -112,7 +112,7 @@ async def health() -> dict[str, Any]:
 async def ready(context: ContextDep) -> dict[str, Any]:
     """Following the journal: `journal_seq` is what the replica has applied, `lag` what it has not yet."""
     if context.failure is not None:
-        raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, f"following the journal failed: {context.failure!r}",
+        raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "following the journal failed (see the gateway's log)",
                        retry_after_s=1)
     return {"status": "ready", "journal_seq": context.replica.seq, "lag": context.replica.lag}
 

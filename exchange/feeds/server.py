@@ -29,14 +29,13 @@ STOP_TIMEOUT_S = 10.0
 
 
 def serve_gateway(settings: Settings, log_level: str = "INFO", parent_pid: int | None = None) -> None:
+    from exchange.api.connection_guard import server_config
     from exchange.api.server import configure_logging
     from exchange.feeds.app import create_feed_app
 
     configure_logging(log_level)
     app = create_feed_app(settings, parent_pid=parent_pid, exit_on_failure=True)
-    config = uvicorn.Config(app, host=settings.feed_host or settings.host, port=settings.feed_port, log_config=None,
-                            access_log=False, timeout_graceful_shutdown=settings.shutdown_drain_s,
-                            ws_max_size=settings.ws_message_bytes_max, lifespan="on")
+    config = server_config(app, settings, settings.feed_host or settings.host, settings.feed_port)
     uvicorn.Server(config).run()
 
 

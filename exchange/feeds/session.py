@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from exchange.api.auth import check_rate, verify_signed
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.standing import lost_standing, watch_standing
+from exchange.api.ws_frames import FrameError, parse_object, receive_text_or_binary
 from exchange.feeds.context import FeedContext
 from exchange.feeds.hub import FeedError, FeedHub, Key, Subscriber, dumps
 
@@ -69,17 +69,15 @@ class Session:
     async def read_loop(self) -> None:
         limit = self.context.settings.ws_message_bytes_max
         while True:
-            text = await self.websocket.receive_text()
+            text = await receive_text_or_binary(self.websocket)
             request_id: object = None
             try:
-                if len(text) > limit or len(text.encode()) > limit:
+                if isinstance(text, str) and (len(text) > limit or len(text.encode()) > limit):
                     raise FeedError("message_too_large", f"message larger than {limit} bytes", {"limit": limit})
                 try:
-                    message = json.loads(text)
-                except ValueError:
-                    raise FeedError("malformed_json", "the message is not valid JSON") from None
-                if not isinstance(message, dict):
-                    raise FeedError("malformed_json", "a message must be a JSON object")
+                    message = parse_object(text)
+                except FrameError as error:
+                    raise FeedError(error.code, error.message) from None
                 request_id = message.get("id")
                 if not (request_id is None or (isinstance(request_id, int) and not isinstance(request_id, bool))
                         or (isinstance(request_id, str) and len(request_id) <= REQUEST_ID_LEN_MAX)):
@@ -107,7 +105,9 @@ class Session:
             if len(channels) > self.hub.subscriptions_max:
                 raise FeedError("too_many_subscriptions",
                                 f"at most {self.hub.subscriptions_max} subscriptions per connection")
-            parsed = [self.hub.parse_channel(raw) for raw in channels]
+            # A channel named twice in one request is one subscription, acknowledged and sent once.
+            parsed = list({key: (key, channel, depth) for key, channel, depth
+                           in map(self.hub.parse_channel, channels)}.values())
             if op == "subscribe":
                 self.subscribe(parsed, request_id)
             else:

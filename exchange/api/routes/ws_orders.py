@@ -35,6 +35,7 @@ from exchange.api.errors import ApiCode, ApiError, validation_failed
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import AmendOrderBody, CancelAllAfterBody, CancelAllBody, PlaceOrderBody
 from exchange.api.standing import lost_standing, watch_standing
+from exchange.api.ws_frames import FrameError, parse_object, receive_text_or_binary
 from exchange.domain.commands import MassCancel
 
 router = APIRouter()
@@ -124,22 +125,19 @@ class Session:
         await self.send({"op": op if isinstance(op, str) else "error", "id": request_id, "status": error.status,
                          "error": error.body()})
 
-    def parse(self, text: str) -> dict[str, Any]:
-        if len(text.encode()) > self.runtime.settings.ws_message_bytes_max:
+    def parse(self, text: str | object) -> dict[str, Any]:
+        if isinstance(text, str) and len(text.encode()) > self.runtime.settings.ws_message_bytes_max:
             raise ApiError(413, ApiCode.BODY_TOO_LARGE,
                            f"message larger than {self.runtime.settings.ws_message_bytes_max} bytes")
         try:
-            message = json.loads(text)
-        except ValueError:
-            raise ApiError(400, ApiCode.MALFORMED_JSON, "the message is not valid JSON") from None
-        if not isinstance(message, dict):
-            raise ApiError(400, ApiCode.MALFORMED_JSON, "a message must be a JSON object")
-        return message
+            return parse_object(text)
+        except FrameError as error:
+            raise ApiError(400, error.code, error.message) from None
 
     async def authenticate(self) -> bool:
         runtime = self.runtime
         try:
-            text = await asyncio.wait_for(self.websocket.receive_text(), AUTH_TIMEOUT_S)
+            text = await asyncio.wait_for(receive_text_or_binary(self.websocket), AUTH_TIMEOUT_S)
             message = self.parse(text)
             if message.get("op") != "auth":
                 raise ApiError(401, ApiCode.AUTH_MISSING, 'the first message must be {"op": "auth", ...}')
@@ -158,7 +156,11 @@ class Session:
             await self.send_error("auth", None, error)
             await self.websocket.close(POLICY_VIOLATION)
             return False
-        self.principal = principal
+        counts, limit = runtime.ws_sessions, runtime.settings.ws_sessions_per_key_max
+        if not counts.take(counts.per_key, principal.key_id, limit):
+            await _refuse(self, "API key", limit)
+            return False
+        self.principal = principal   # from here on the session counts against its key
         await self.send({"op": "auth", "ok": True, "account_id": principal.account_id})
         return True
 
@@ -186,7 +188,7 @@ class Session:
         assert self.principal is not None
         in_flight_max = runtime.settings.ws_in_flight_max
         while True:
-            text = await self.websocket.receive_text()
+            text = await receive_text_or_binary(self.websocket)
             if self.standing_lost:
                 return
             request_id: object = None
@@ -251,10 +253,21 @@ def _ip(websocket: WebSocket) -> str:
     return websocket.client.host if websocket.client is not None else "unknown"
 
 
+async def _refuse(session: Session, what: str, limit: int) -> None:
+    error = ApiError(429, ApiCode.TOO_MANY_SESSIONS, f"more than {limit} order-entry sessions per {what}: close one "
+                     "first", {"limit": limit})
+    await session.send_error("auth", None, error)
+    await session.websocket.close(POLICY_VIOLATION, ApiCode.TOO_MANY_SESSIONS)
+
+
 @router.websocket(PATH)
 async def order_entry(websocket: WebSocket, runtime: Annotated[Runtime, Depends(get_runtime)]) -> None:
     await websocket.accept()
     session = Session(websocket, runtime)
+    counts, settings, ip = runtime.ws_sessions, runtime.settings, _ip(websocket)
+    if not counts.take(counts.per_ip, ip, settings.ws_sessions_per_ip_max):
+        await _refuse(session, "client IP", settings.ws_sessions_per_ip_max)
+        return
     runtime.metrics.websocket_connected("orders")
     try:
         if await session.authenticate():
@@ -262,5 +275,8 @@ async def order_entry(websocket: WebSocket, runtime: Annotated[Runtime, Depends(
     except WebSocketDisconnect:
         pass
     finally:
+        counts.give_back(counts.per_ip, ip)
+        if session.principal is not None:
+            counts.give_back(counts.per_key, session.principal.key_id)
         runtime.metrics.websocket_disconnected("orders")
         await session.close()
