@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ class SignRequest(requests.auth.AuthBase):
     def __init__(self, credentials: Credentials, clock: Clock) -> None:
         self.credentials = credentials
         self.clock = clock
+        self.unique = itertools.count(1)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         assert request.method is not None
@@ -67,9 +69,10 @@ class SignRequest(requests.auth.AuthBase):
             body = body.encode()
         elif not isinstance(body, bytes):
             raise TypeError(f"cannot sign a streamed body ({type(body).__name__})")
-        timestamp = self.clock.now_ns // 1_000_000_000
+        # A fraction unique to each request, as the SDK does: identical requests are not replays.
+        timestamp = f"{self.clock.now_ns // 1_000_000_000}.{next(self.unique) % 1_000_000:06d}"
         request.headers[HEADER_KEY] = self.credentials.key_id
-        request.headers[HEADER_TIMESTAMP] = str(timestamp)
+        request.headers[HEADER_TIMESTAMP] = timestamp
         request.headers[HEADER_SIGNATURE] = sign(self.credentials.secret, timestamp, request.method,
                                                  request.path_url, body)
         return request
