@@ -40,9 +40,29 @@ DataOption = Annotated[Path | None,
                        typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR or ./data)")]
 
 
-def _settings(data: Path | None) -> Settings:
+def _settings(data: Path | None, create: bool = False) -> Settings:
+    """The settings for `--data`; unless `create` (only `init` and `serve` create), the directory must
+    already be an exchange's data directory: a typo must not silently start an empty exchange."""
     settings = Settings()
-    return settings if data is None else settings.model_copy(update={"data_dir": data})
+    settings = settings if data is None else settings.model_copy(update={"data_dir": data})
+    if not create:
+        require_data_dir(settings.data_dir)
+    return settings
+
+
+def _positive_usd(text: str) -> int:
+    micros = usd_to_micros(text, "amount")
+    if micros <= 0:
+        raise ValueError(f"amount {text} is refused: it must be a positive number of USD such as 2500.00 "
+                         "(a deposit credits, a withdrawal debits)")
+    return micros
+
+
+def require_data_dir(data_dir: Path) -> None:
+    if not (data_dir / "journal").is_dir():
+        raise ValueError(f"{data_dir} is not an exchange data directory (it has no journal/): create one with "
+                         f"`exchange init --data {data_dir}` (or `exchange serve`), or point --data or "
+                         "$EXCHANGE_DATA_DIR at an existing one")
 
 
 def _config(settings: Settings) -> ServiceConfig:
@@ -96,7 +116,7 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
     def init(data: DataOption = None) -> None:
         """Create (or bring up to date) a data directory: list every series the calendar has open now."""
         with errors():
-            settings = _settings(data)
+            settings = _settings(data, create=True)
             catalog = load_catalog()
             now_ns = time.time_ns()
             with _service(settings) as service:
@@ -119,20 +139,21 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
                 raise ValueError(why)
             console().print(f"account {account_id} created")
 
-    @app.command()
+    # A negative amount must reach the command (and be refused with a reason), not read as an option.
+    @app.command(context_settings={"ignore_unknown_options": True})
     def deposit(account_id: int, amount_usd: str, data: DataOption = None) -> None:
         """Credit USD to an account (exact decimal, e.g. 2500.00)."""
         with errors():
-            (events,) = submit_all(_settings(data), [Deposit(account_id, usd_to_micros(amount_usd, "amount"))])
+            (events,) = submit_all(_settings(data), [Deposit(account_id, _positive_usd(amount_usd))])
             if (why := _refused(events)) is not None:
                 raise ValueError(why)
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
-    @app.command()
+    @app.command(context_settings={"ignore_unknown_options": True})
     def withdraw(account_id: int, amount_usd: str, data: DataOption = None) -> None:
         """Pay USD out of an account; refused if what is left would not cover its margin."""
         with errors():
-            (events,) = submit_all(_settings(data), [Withdraw(account_id, usd_to_micros(amount_usd, "amount"))])
+            (events,) = submit_all(_settings(data), [Withdraw(account_id, _positive_usd(amount_usd))])
             if (why := _refused(events)) is not None:
                 raise ValueError(why)
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
@@ -189,8 +210,6 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """Rebuild the core from the journal (from scratch and from snapshot + tail) and compare hashes."""
         with errors():
             settings = _settings(data)
-            if not (settings.data_dir / "journal").is_dir():
-                raise ValueError(f"{settings.data_dir} is not an exchange data directory (no journal/)")
             check = verify_replay(_config(settings), existing_store_seq(settings.store_url()))
             out = console()
             out.print(f"journal: {check.journal_seq} commands; state hash from scratch {check.from_scratch}")
@@ -209,8 +228,6 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """The way out when the journal lost committed records (the exchange refuses to start)."""
         with errors():
             settings = _settings(data)
-            if not (settings.data_dir / "journal").is_dir():
-                raise ValueError(f"{settings.data_dir} is not an exchange data directory (no journal/)")
             if not accept_loss:
                 raise ValueError("this accepts losing committed records for good: restore the journal from a copy "
                                  "if you have one; otherwise run again with --accept-loss")

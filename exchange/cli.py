@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -43,6 +44,15 @@ from exchange.journal.journal import JournalCorrupt
 from exchange.service.witness import JournalBehind
 from exchange.telemetry import cli as probe_cli
 from exchange.testing.simulator import MARKET_MAKERS, PROVIDERS, TAKERS, MarketSimulator, SimStats
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so its help shows no type (typer labels every flag `<bool>`)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="exchange",
@@ -129,10 +139,11 @@ def _clock(ns: int) -> str:
 
 
 def _usd(micros: int) -> str:
-    """"14,284.80": at least cents, more decimals only when they are not zero."""
+    """"14,284.80" when whole cents, else every digit to the micro-dollar ("1,714.176000"): never a
+    rounded amount, and never a surprising three decimals."""
     amount = micros_to_usd(micros)
     cents = amount.quantize(Decimal("0.01"))
-    return f"{cents:,}" if cents == amount else f"{amount.normalize():,}"
+    return f"{cents:,}" if cents == amount else f"{amount:,}"
 
 
 def _price(spec: SeriesSpec, price_ticks: int) -> str:
@@ -446,10 +457,13 @@ def series(
                                            help="Instant (UTC if no offset); default now.")] = None,
     product: Annotated[str | None, typer.Option("--product", metavar="PRODUCT",
                                                 help="Only this product, e.g. H100-M40.")] = None,
+    nearest: Annotated[bool, typer.Option("--nearest", help="Print only the symbol of the product's series "
+                                          "whose trading ends first (for scripts: $(exchange series "
+                                          "--product H100-M40 --nearest)).")] = False,
 ) -> None:
     """The listing calendar: every series open for trading at an instant."""
     with _errors():
-        at_ns = _now_hour_ns() if at is None else parse_instant(at, "--at")
+        at_ns = (time.time_ns() if nearest else _now_hour_ns()) if at is None else parse_instant(at, "--at")
         catalog = _catalog()
         specs = catalog.listed_series(at_ns)
         if product is not None:
@@ -457,6 +471,14 @@ def series(
             if product not in known:
                 raise ValueError(f"no listed product {product!r}; listed: {', '.join(sorted(known))}")
             specs = [spec for spec in specs if spec.product == product]
+        if nearest:
+            if product is None:
+                raise ValueError("--nearest needs --product (e.g. --product H100-M40)")
+            trading = [spec for spec in specs if spec.trading_end_ns > at_ns]
+            if not trading:
+                raise ValueError(f"no series of {product} is trading at {utc(at_ns)}")
+            typer.echo(min(trading, key=lambda spec: (spec.trading_end_ns, spec.symbol)).symbol)
+            return
         console = _stdout()
         wide = console.width >= 110  # narrow terminals: the symbol already names product and period
         table = Table(title=f"Series listed at {utc(at_ns)} ({len(specs)})", box=box.SIMPLE_HEAD,
@@ -516,7 +538,14 @@ def symbol(text: Annotated[str, typer.Argument(metavar="SYMBOL", help="e.g. H100
         table.add_row("delivery hours", str(spec.delivery_hours))
         table.add_row("lot size", f"{spec.lot_gpu_hours} GPU-hours "
                                   f"({spec.gpus_per_lot} GPUs x {spec.delivery_hours} h)")
-        table.add_row("trading ends", utc(spec.trading_end_ns))
+        now_ns = time.time_ns()
+        if spec.trading_end_ns <= now_ns:
+            ago = timedelta(seconds=(now_ns - spec.trading_end_ns) // 1_000_000_000)
+            table.add_row("trading ends", f"{utc(spec.trading_end_ns)}: [bold red]stopped trading[/] "
+                                          f"{ago.days} days ago")
+            table.add_row("trading now", f"exchange series --product {spec.product} --nearest")
+        else:
+            table.add_row("trading ends", utc(spec.trading_end_ns))
         table.add_row("reference price", f"{_price(spec, spec.reference_price_ticks)} USD per GPU-hour "
                                          f"(tick {_plain(micros_to_usd(spec.tick_micros))})")
         low, high = _price(spec, band_low), _price(spec, band_high)

@@ -33,8 +33,12 @@ NS_PER_S = 1_000_000_000
 
 
 def _settings(data: Path | None) -> Settings:
+    from exchange.admin_cli import require_data_dir
+
     settings = Settings()
-    return settings if data is None else settings.model_copy(update={"data_dir": data})
+    settings = settings if data is None else settings.model_copy(update={"data_dir": data})
+    require_data_dir(settings.data_dir)   # a settlement job never starts an empty exchange
+    return settings
 
 
 def parse_date(text: str) -> int:

@@ -140,7 +140,8 @@ def test_a_chunked_body_over_the_limit_gets_413_and_a_bad_body_a_documented_code
     def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b"x" * 1_000
-    response = httpx.post(server.base_url + "/v1/orders", content=chunks(), headers=_signed(trader, "POST", "/v1/orders"))
+    response = httpx.post(server.base_url + "/v1/orders", content=chunks(),
+                          headers=_signed(trader, "POST", "/v1/orders"))
     assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
     body = b"{not json"
     response = httpx.post(server.base_url + "/v1/orders", content=body, headers=_signed(trader, "POST", "/v1/orders",
