@@ -59,7 +59,26 @@ def test_init_accounts_cash_replay_and_snapshot(tmp_path: Path) -> None:
 
 def test_unknown_series_and_account_are_one_line_errors(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
+    assert _run("init", "--data", data)[0] == 0
     code, out = _run("book", "H100-M40-Z99", "--data", data)
     assert code == 1 and "no listed series" in out and "Traceback" not in out
     code, out = _run("positions", "42", "--data", data)
     assert code == 1 and "no account 42" in out
+
+
+def test_commands_never_create_a_data_directory(tmp_path: Path) -> None:
+    """Only init and serve create one: a typo in --data must not start an empty exchange."""
+    data = tmp_path / "typo"
+    for args in (["book", "H100-M40-Z99"], ["positions", "1"], ["ledger", "1"], ["snapshot"], ["replay", "--verify"],
+                 ["deposit", "1", "5"], ["settle", "daily", "--date", "2026-12-01"]):
+        code, out = _run(*args, "--data", str(data))
+        assert code == 1 and "is not an exchange data directory" in out and "exchange init" in out, (args, out)
+        assert not data.exists(), args
+
+
+def test_a_negative_amount_is_refused_with_its_reason(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    assert _run("init", "--data", data)[0] == 0
+    for command in ("deposit", "withdraw"):
+        code, out = _run(command, "7", "-5", "--data", data)
+        assert code == 1 and "must be a positive number of USD" in out, out

@@ -91,6 +91,23 @@ def test_series_for_one_product() -> None:
     assert_one_line_error(invoke("series", "--at", AT, "--product", "H100-M99"), "H100-M99")
 
 
+def test_series_nearest_prints_the_symbol_to_trade() -> None:
+    result = invoke("series", "--at", AT, "--product", "H100-M40", "--nearest")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "H100-M40-261128\n"   # the daily series whose trading ends first after AT
+    assert_one_line_error(invoke("series", "--nearest"), "--nearest needs --product")
+
+
+def test_symbol_says_when_a_series_stopped_trading() -> None:
+    result = invoke("symbol", "H100-M40-Z25")
+    assert result.exit_code == 0, result.output
+    assert "stopped trading" in result.stdout and "--product H100-M40 --nearest" in result.stdout
+
+
+def test_flags_show_no_value_type_in_help() -> None:
+    assert "<bool>" not in invoke("serve", "--help").stdout
+
+
 def test_series_bad_instant() -> None:
     assert_one_line_error(invoke("series", "--at", "not-a-time"), "--at", "not-a-time")
 
