@@ -34,6 +34,7 @@ from rich.text import Text
 
 from exchange import admin_cli
 from exchange.catalog import Catalog, CatalogError, SymbolError, load_catalog, parse_symbol
+from exchange.catalog.nearest import nearest_series
 from exchange.domain.book import BUY
 from exchange.domain.engine import Engine
 from exchange.domain.events import Event, Trade
@@ -474,10 +475,10 @@ def series(
         if nearest:
             if product is None:
                 raise ValueError("--nearest needs --product (e.g. --product H100-M40)")
-            trading = [spec for spec in specs if spec.trading_end_ns > at_ns]
-            if not trading:
-                raise ValueError(f"no series of {product} is trading at {utc(at_ns)}")
-            typer.echo(min(trading, key=lambda spec: (spec.trading_end_ns, spec.symbol)).symbol)
+            found = nearest_series(specs, product, at_ns)
+            if found is None:
+                raise ValueError(f"no series of {product} trades for long enough after {utc(at_ns)}")
+            typer.echo(found.symbol)
             return
         console = _stdout()
         wide = console.width >= 110  # narrow terminals: the symbol already names product and period

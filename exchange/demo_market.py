@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exchange.api.runtime import Runtime
+from exchange.catalog.nearest import nearest_series
 from exchange.domain.commands import AmendOrder, CancelOrder, Command, CreateAccount, Deposit, PlaceOrder
 from exchange.domain.engine import Engine
 from exchange.domain.events import Rejected, Trade
 from exchange.domain.order import OrderType, Side, TimeInForce
-from exchange.domain.spec import PeriodKind
-from exchange.domain.units import MICROS_PER_USD, NS_PER_SECOND
+from exchange.domain.units import MICROS_PER_USD
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ DEMO_PRODUCTS = ("H100-M40", "B200-M35", "A100-M40")
 STATE_FILE = "demo-market.json"
 _LEVELS = 3
 _PROVIDER_OPEN_MAX = 8
-_MIN_TRADING_LEFT_NS = 15 * 60 * NS_PER_SECOND  # skip a series about to stop trading
 _RESELECT_EVERY = 1_000                          # commands between re-picking the series
 
 
@@ -126,12 +125,12 @@ class DemoMarket:
         """The nearest daily series of each product that still trades for a while."""
         now = self.runtime.clock_ns()
         chosen: list[str] = []
+        open_specs = [s.spec for s in self.engine.series.values() if not s.halted and not s.terminated]
         for product in self.config.products:
-            candidates = [s for s in self.engine.series.values()
-                          if s.spec.product == product and s.spec.period is PeriodKind.DAILY and not s.halted
-                          and not s.terminated and s.spec.trading_end_ns > now + _MIN_TRADING_LEFT_NS]
-            if candidates:
-                chosen.append(min(candidates, key=lambda s: s.spec.trading_end_ns).spec.symbol)
+            # The same rule as `exchange series --product P --nearest`, so a newcomer's order meets the demo.
+            nearest = nearest_series(open_specs, product, now, daily_only=True)
+            if nearest is not None:
+                chosen.append(nearest.symbol)
         self.symbols = chosen
         for symbol in chosen:
             self.offsets.setdefault(self.engine.series[symbol].spec.generation, 0)

@@ -28,6 +28,7 @@ from exchange.api.routes import account, admin, health, market, orders, settleme
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import ErrorOut
 from exchange.catalog import Catalog, load_catalog
+from exchange.catalog.nearest import nearest_series
 from exchange.demo_market import DemoConfig, start_demo, stop_demo
 from exchange.domain.commands import CreateAccount, ListSeries
 from exchange.domain.events import Rejected
@@ -50,8 +51,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None,
                clock_ns: Callable[[], int] = time.time_ns, list_calendar: bool = True,
-               demo: bool | DemoConfig = False) -> FastAPI:
-    """`demo` (True or a DemoConfig) runs the live demo market (exchange/demo_market.py) once ready."""
+               demo: bool | DemoConfig = False, gateway_url: str | None = None, banner: bool = False) -> FastAPI:
+    """`demo` (True or a DemoConfig) runs the live demo market (exchange/demo_market.py) once ready.
+    `gateway_url`: the supervised feed gateway, which `/ready` requires to be ready too. `banner`: say
+    where everything is, for a person, once ready."""
     settings = settings or Settings()
     catalog = catalog or load_catalog()
     metrics = Metrics()
@@ -67,7 +70,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         service = ExchangeService(config, store, clock_ns)
         settings.load_probe_key(create=True)   # the exchange owns the probe key: made here on first start
         runtime = Runtime(settings, catalog, store, service, settings.load_master_key(), metrics,
-                          RateLimits.from_settings(settings), clock_ns)
+                          RateLimits.from_settings(settings), clock_ns, gateway_url=gateway_url)
         app.state.runtime = runtime
         report = service.open()
         log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             runtime.ready = True
             if demo:
                 app.state.demo_market, demo_task = start_demo(runtime, demo if isinstance(demo, DemoConfig) else None)
+            if banner:
+                print_banner(runtime, demo if isinstance(demo, DemoConfig) else DemoConfig() if demo else None)
             yield
         finally:
             if demo_task is not None:
@@ -121,6 +126,28 @@ period, priced in USD per GPU-hour on a tick grid.
 """
 
 OPERATOR_KEY_FILE = "operator-key.json"
+
+
+def print_banner(runtime: Runtime, demo: DemoConfig | None) -> None:
+    """A few lines on stdout for the person who ran `exchange serve` (the log is JSON on stderr)."""
+    settings = runtime.settings
+    api = f"http://{settings.host}:{settings.port}"
+    lines = [f"exchange ready: data directory {settings.data_dir}",
+             f"  API          {api}  (docs {api}/docs, contract {api}/openapi.json and {api}/asyncapi.json)"]
+    if runtime.gateway_url is not None:
+        feed = runtime.gateway_url.replace("http://", "ws://")
+        lines.append(f"  market data  {feed}/v1/ws/market  (book: {runtime.gateway_url}/v1/series/SYMBOL/book)")
+    key = settings.data_dir / OPERATOR_KEY_FILE
+    if key.exists():
+        lines.append(f"  operator key {key}  (key_id and secret of account 1, every scope)")
+    if demo is not None:
+        engine = runtime.engine
+        now = runtime.clock_ns()
+        specs = [s.spec for s in engine.series.values() if not s.halted and not s.terminated]
+        chosen = [n.symbol for p in demo.products if (n := nearest_series(specs, p, now, daily_only=True))]
+        lines.append(f"  demo market  trades {', '.join(chosen) or 'nothing yet'}  (--no-demo turns it off; "
+                     "the nearest series of a product: exchange series --product H100-M40 --nearest)")
+    print("\n".join(lines), flush=True)
 
 
 async def _first_operator_key(runtime: Runtime) -> None:

@@ -45,6 +45,7 @@ class Runtime:
     ready: bool = False
     in_flight_idempotency: set[tuple[str, str]] = field(default_factory=set)
     ws_sessions: SessionCounts = field(default_factory=SessionCounts)
+    gateway_url: str | None = None   # the supervised feed gateway: /ready requires it ready too
     keyring: KeyRing = field(init=False)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -48,6 +49,24 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def check_ports(settings: Settings) -> None:
+    """Both ports free, checked before anything is written: else say which flag picks another."""
+    wanted = [(settings.host, settings.port, "the API", "--port")]
+    if settings.feed_gateway:
+        wanted.append((settings.feed_host or settings.host, settings.feed_port, "the market-data feed gateway",
+                       "--feed-port (or --no-feeds to run without it)"))
+    for host, port, what, flag in wanted:
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise ValueError(f"port {port} on {host} for {what} is not available ({error.strerror}): another "
+                                 f"exchange may be running; choose another with {flag}") from None
+
+
 def preflight(settings: Settings) -> None:
     """Refuse to start, with the reason, before anything is written or a port is bound: a journal that
     ends before what its witnesses say was committed (`JournalBehind`) or a damaged committed record
@@ -62,9 +81,13 @@ def preflight(settings: Settings) -> None:
 def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> None:
     """Run the API; `demo` also runs the live demo market (exchange/demo_market.py); with
     `settings.feed_gateway`, a feed gateway child process too (exchange/feeds/server.py)."""
+    check_ports(settings)
     preflight(settings)
     configure_logging(log_level)
-    config = server_config(create_app(settings, demo=demo), settings, settings.host, settings.port)
+    gateway_host = settings.feed_host or settings.host
+    gateway_url = f"http://{gateway_host}:{settings.feed_port}" if settings.feed_gateway else None
+    app = create_app(settings, demo=demo, gateway_url=gateway_url, banner=True)
+    config = server_config(app, settings, settings.host, settings.port)
     server = uvicorn.Server(config)
 
     async def main() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, Response
 
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import ErrorOut, ReadyOut, StatusOut
 
+GATEWAY_PROBE_TIMEOUT_S = 0.5
 router = APIRouter(tags=["operations"])
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -27,8 +29,20 @@ async def ready(runtime: RuntimeDep) -> dict[str, Any]:
     sequencer = runtime.service.sequencer
     if not runtime.ready or sequencer is None:
         raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "not ready", retry_after_s=1)
+    if runtime.gateway_url is not None and not await _gateway_ready(runtime.gateway_url):
+        # Market data is part of the exchange a client was promised: not ready while its gateway is down.
+        raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, f"the market-data feed gateway ({runtime.gateway_url}) is "
+                       "not ready", retry_after_s=1)
     return {"status": "ready", "journal_seq": sequencer.last_committed_seq,
             "projected_seq": runtime.projected_seq()}
+
+
+async def _gateway_ready(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=GATEWAY_PROBE_TIMEOUT_S) as client:
+            return (await client.get(f"{url}/ready")).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
