@@ -12,6 +12,7 @@ stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from exchange import admin_cli
+from exchange.api.server_file import SERVER_FILE
 from exchange.catalog import Catalog, CatalogError, SymbolError, load_catalog, parse_symbol
 from exchange.catalog.nearest import nearest_series
 from exchange.domain.book import BUY
@@ -613,18 +615,40 @@ def feed_gateway(
 
 @app.command()
 def watch(
-    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="series to watch, e.g. H100-M40-261203")],
-    url: Annotated[str, typer.Option(help="the feed gateway's base URL")] = "http://127.0.0.1:8001",
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="series to watch, e.g. $(exchange series "
+                                          "--product H100-M40 --nearest)")],
+    url: Annotated[str | None, typer.Option(help="the feed gateway's base URL (default: the one the exchange "
+                                            "serving --data announced)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="data directory of a running exchange "
+                                              "(default $EXCHANGE_DATA_DIR)")] = None,
 ) -> None:
     """Watch a live order book (top 10 levels) and the trade tape from the market-data feed."""
     from exchange import watch_cli
-    from exchange.client.errors import NetworkError
+    from exchange.client.errors import ExchangeError
 
     with _errors():
+        target = url or server_urls(data)["feeds"]
         try:
-            watch_cli.run(symbol, url, _stdout())
-        except NetworkError as error:
-            raise ValueError(str(error)) from None
+            watch_cli.run(symbol, target, _stdout())
+        except ExchangeError as error:
+            raise ValueError(f"{error} ({target})") from None
+
+
+def server_urls(data: Path | None) -> dict[str, str]:
+    """The URLs the exchange serving `data` (default $EXCHANGE_DATA_DIR) announced in its server.json,
+    else the configured defaults (EXCHANGE_HOST, EXCHANGE_PORT, EXCHANGE_FEED_PORT)."""
+    from exchange.settings import Settings
+
+    settings = Settings() if data is None else Settings().model_copy(update={"data_dir": data})
+    announced = settings.data_dir / SERVER_FILE
+    try:
+        urls = json.loads(announced.read_text())
+        if isinstance(urls, dict) and isinstance(urls.get("feeds"), str) and isinstance(urls.get("api"), str):
+            return urls
+    except (OSError, ValueError):
+        pass
+    host = settings.feed_host or settings.host
+    return {"api": f"http://{settings.host}:{settings.port}", "feeds": f"http://{host}:{settings.feed_port}"}
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from exchange.client.feed import LocalBook, MarketFeed, book_channel, ticker_cha
 DEPTH = 10
 TAPE = 12
 _FRAME_S = 0.1
-_FATAL = {"unknown_series", "unknown_channel", "invalid_subscription"}
 
 
 class WatchView:
@@ -89,9 +88,7 @@ async def watch(symbol: str, url: str, console: Console) -> None:
     async with feed:
         with Live(view.render(feed), console=console, auto_refresh=False) as live:
             shown = 0.0
-            async for message in feed:
-                if message.get("type") == "error" and message.get("code") in _FATAL:
-                    raise ValueError(f"{message.get('code')}: {message.get('message')}")
+            async for message in feed:   # a refused subscription raises SubscriptionError
                 view.consume(message)
                 now = time.monotonic()
                 if now - shown >= _FRAME_S:

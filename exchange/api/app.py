@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from exchange.api import asyncapi, openapi
+from exchange.api import asyncapi, openapi, server_file
 from exchange.api.errors import install_error_handlers
 from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
@@ -86,9 +86,12 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             if demo:
                 app.state.demo_market, demo_task = start_demo(runtime, demo if isinstance(demo, DemoConfig) else None)
             if banner:
+                server_file.announce(settings.data_dir, f"http://{settings.host}:{settings.port}", gateway_url)
                 print_banner(runtime, demo if isinstance(demo, DemoConfig) else DemoConfig() if demo else None)
             yield
         finally:
+            if banner:
+                server_file.withdraw(settings.data_dir)
             if demo_task is not None:
                 await stop_demo(demo_task)
             runtime.ready = False

@@ -78,6 +78,12 @@ class NetworkError(ExchangeError):
         return (_rebuild_network_error, (type(self), self.code, self.message, self.details, self.maybe_sent))
 
 
+class SubscriptionError(ExchangeError):
+    """The market-data feed refused a subscription or the session (an unknown series, a malformed channel,
+    a revoked key...): raised by `MarketFeed` iteration, since waiting for data that will never come
+    helps nobody. `code` is the feed's error code."""
+
+
 class RequestTimeoutError(NetworkError):
     """No answer in time (the request may or may not have been acted on)."""
 

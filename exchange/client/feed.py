@@ -39,10 +39,17 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from exchange.client.errors import NetworkError
+from exchange.client.errors import NetworkError, SubscriptionError
 from exchange.client.signer import Signer
 
 MARKET_PATH = "/v1/ws/market"
+
+# Errors that no amount of waiting repairs: iterating the feed raises SubscriptionError on them (other
+# errors, such as rate_limited, are yielded as messages and the feed goes on).
+FATAL_FEED_ERRORS = frozenset({"unknown_series", "unknown_channel", "unknown_product", "invalid_subscription",
+                               "too_many_subscriptions", "auth_required", "forbidden_scope", "auth_key_revoked",
+                               "account_disabled", "auth_unknown_key", "auth_bad_signature", "auth_replayed"})
+
 
 JSON = dict[str, Any]
 Level = tuple[Decimal, int, int]  # (price, lots, orders)
@@ -379,6 +386,9 @@ class MarketFeed:
                         await self._resync(book, GapDetected(book.symbol, book.seq, announced))
         elif kind == "error":
             self.last_error = message
+            code = str(message.get("code"))
+            if code in FATAL_FEED_ERRORS:
+                raise SubscriptionError(0, code, str(message.get("message")), message.get("details") or {})
         return True
 
     async def _resync(self, book: LocalBook, gap: GapDetected) -> None:

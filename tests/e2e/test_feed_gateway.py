@@ -61,7 +61,10 @@ def test_a_killed_gateway_is_restarted_and_serves_the_same_book(tmp_path: Path) 
         first = gateway_pid(server)
         os.kill(first, signal.SIGKILL)
         me.place_order(symbol, "buy", 2, price=ref)     # while no gateway runs
-        seq = int(httpx.get(f"{server.base_url}/ready").json()["journal_seq"])
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{server.base_url}/ready")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seq = int(ready.json()["journal_seq"])
         wait_ready(server.feed_url, min_seq=seq)
         assert gateway_pid(server) != first
         bids, _ = book(server.feed_url, symbol)
