@@ -3,6 +3,7 @@ checked before anything is written, and /ready that tells the truth about the fe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -55,3 +56,21 @@ def test_ready_is_not_ready_while_the_feed_gateway_is_down(tmp_path: Path) -> No
         finally:
             os.kill(pid, signal.SIGCONT)
         assert httpx.get(server.base_url + "/ready", timeout=5).status_code == 200
+
+
+def test_a_market_feed_on_an_unknown_symbol_fails_clearly(tmp_path: Path) -> None:
+    from exchange.client import MarketFeed, SubscriptionError
+    from exchange.client.feed import book_channel
+
+    async def main(url: str) -> None:
+        async with await MarketFeed.connect(url, [book_channel("H100-M40-Z99")]) as feed:
+            async for _ in feed:
+                pass
+
+    with ServerProcess(tmp_path / "data", feeds=True) as server:
+        try:
+            asyncio.run(asyncio.wait_for(main(server.feed_url), 10))
+        except SubscriptionError as error:
+            assert error.code == "unknown_series" and "H100-M40-Z99" in str(error)
+        else:
+            raise AssertionError("the feed should have refused the unknown series")
