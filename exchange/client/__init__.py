@@ -37,6 +37,7 @@ from exchange.client.errors import (
     error_from_response,
 )
 from exchange.client.feed import GapDetected, LocalBook, MarketFeed
+from exchange.client.nearest import nearest_symbol
 from exchange.client.retry import RetryPolicy
 from exchange.client.signer import Signer
 from exchange.client.sync_client import Client
@@ -72,6 +73,7 @@ __all__ = [
     "UnavailableError",
     "ValidationError",
     "error_from_response",
+    "nearest_symbol",
     "new_client_order_id",
     "new_idempotency_key",
 ]
