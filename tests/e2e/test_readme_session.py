@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +39,16 @@ def readme_block(language: str, heading: str = HEADING) -> str:
     return match.group(1)
 
 
+VENV_BIN = ".venv/bin/"
+
+
 def localized(block: str, server: ServerProcess) -> str:
+    """The block with this test's server address, key file and virtualenv (the README's are the defaults
+    of a user in the repository's directory)."""
     assert README_URL in block and README_KEY_FILE in block, "the README block no longer names the defaults"
-    return block.replace(README_URL, server.base_url).replace(
-        README_KEY_FILE, str(server.data_dir / "operator-key.json"))
+    return (block.replace(README_URL, server.base_url)
+            .replace(README_KEY_FILE, str(server.data_dir / "operator-key.json"))
+            .replace(VENV_BIN, f"{Path(sys.executable).parent}/"))
 
 
 def clean_env() -> dict[str, str]:
@@ -94,21 +101,20 @@ def test_readme_curl_session_gets_the_documented_409(fresh_server: ServerProcess
 
 MARKET_HEADING = "## Market data"
 README_FEED_URL = "http://127.0.0.1:8001"
-README_SYMBOL = '"H100-M40-Z26"'
 
 
 def test_readme_market_data_python_prints_the_live_book(fresh_server: ServerProcess) -> None:
-    from exchange.client import Client
+    from exchange.client import Client, nearest_symbol
 
     block = readme_block("python", MARKET_HEADING)
-    assert README_FEED_URL in block and README_SYMBOL in block, "the README block no longer names the defaults"
+    assert README_FEED_URL in block and README_URL in block, "the README block no longer names the defaults"
     key = json.loads((fresh_server.data_dir / "operator-key.json").read_text())
     with Client(fresh_server.base_url, key["key_id"], key["secret"]) as operator:
-        symbol = operator.series()["items"][0]["symbol"]
+        symbol = nearest_symbol(operator.series(limit=500)["items"], "H100-M40")   # what the block picks
         trader = operator.create_account()["account_id"]
         operator.deposit(trader, "100000.00")
         credentials = operator.create_api_key(trader, ["read", "trade"])
-    code = block.replace(README_FEED_URL, fresh_server.feed_url).replace(README_SYMBOL, repr(symbol))
+    code = block.replace(README_FEED_URL, fresh_server.feed_url).replace(README_URL, fresh_server.base_url)
     watcher = subprocess.Popen([sys.executable, "-u", "-c", code], cwd=fresh_server.cwd, env=clean_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -130,3 +136,53 @@ def test_readme_market_data_python_prints_the_live_book(fresh_server: ServerProc
     finally:
         watcher.kill()
         watcher.wait()
+
+
+# -- every code block of the README is run (or, for the two set-up lines, checked) by a test --------
+
+QUICK_START_RUN = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/exchange serve"
+
+
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """(section heading, language, code) of every fenced block with a language, in order."""
+    blocks, heading = [], "(top)"
+    lines = README.read_text().splitlines(keepends=True)
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("## "):
+            heading = line.strip()
+        if line.startswith("```"):
+            language = line[3:].strip()
+            end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+            if language:
+                blocks.append((heading, language, "".join(lines[index + 1:end])))
+            index = end
+        index += 1
+    return blocks
+
+
+def test_every_readme_code_block_is_run_by_a_test(fresh_server: ServerProcess) -> None:
+    """A new block must get a test: each is one of the blocks the tests above run against a fresh
+    server, or one of the two quick-start lines (the run command, which is how `fresh_server` starts,
+    and the test command, which CI runs verbatim from .ci/run). Shell blocks must parse; any dated
+    series symbol in a block fails (examples must run on any day: pick series by rule)."""
+    covered = {
+        ("(top)", "sh", QUICK_START_RUN + "\n"),
+        ("(top)", "sh", "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/ruff check . "
+                        "&& .venv/bin/mypy && .venv/bin/pytest -n auto\n"),
+        (HEADING, "python", readme_block("python")),
+        (HEADING, "sh", readme_block("sh")),
+        (MARKET_HEADING, "python", readme_block("python", MARKET_HEADING)),
+    }
+    blocks = readme_blocks()
+    for heading, language, code in blocks:
+        assert (heading.split(" (")[0], language, code) in covered, (heading, language, code)
+        assert not re.search(r"\b[A-Z0-9]+-M[0-9]{2}-(?:[FGHJKMNQUVXZ][0-9]{2}|[0-9]{2}W[0-9]{2}|[0-9]{6})\b", code), (
+            f"a dated symbol in a README block stops working the day its series stops trading:\n{code}")
+        if language == "sh":
+            assert subprocess.run(["bash", "-n", "-c", code], check=False).returncode == 0, code
+    assert len(blocks) == len(covered)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/ruff check . && " \
+           ".venv/bin/mypy && .venv/bin/pytest -n auto" in ci
