@@ -573,8 +573,9 @@ def serve(
     data: Annotated[Path | None, typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR)")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (default: SQLite)")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
-    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="run the live demo market: simulated market "
-                                       "makers, takers and providers trading a few series")] = True,
+    demo: Annotated[bool | None, typer.Option("--demo/--no-demo", help="run the live demo market: simulated "
+                                              "market makers, takers and providers trading a few series "
+                                              "(default $EXCHANGE_DEMO or on)")] = None,
     feeds: Annotated[bool | None, typer.Option("--feeds/--no-feeds", help="run the market-data feed gateway "
                                                "process (default $EXCHANGE_FEED_GATEWAY or on)")] = None,
     feed_port: Annotated[int | None, typer.Option(help="the feed gateway's port (default $EXCHANGE_FEED_PORT "
@@ -589,7 +590,8 @@ def serve(
         updates: dict[str, object] = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data),
                                                         ("database_url", database_url), ("feed_gateway", feeds),
                                                         ("feed_port", feed_port)) if v is not None}
-        run_server(Settings().model_copy(update=updates), log_level.upper(), demo=demo)
+        settings = Settings().model_copy(update=updates)
+        run_server(settings, log_level.upper(), demo=settings.demo if demo is None else demo)
 
 
 @app.command("feed-gateway")

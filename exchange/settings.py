@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     feed_queue_messages_max: int = Field(
         default=10_000, ge=1, description="market feed: outbound messages queued per connection before it is a slow "
         "consumer (closed with 1013)")
+    demo: bool = Field(default=True, description="`exchange serve` runs the simulated demo market (--demo/--no-demo)")
     feed_gateway: bool = Field(default=True, description="`exchange serve` also runs a market-data feed gateway "
                                "process (restarted if it dies)")
     feed_host: str | None = Field(default=None, description="address the feed gateway binds (default: host)")
