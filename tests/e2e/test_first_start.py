@@ -4,6 +4,7 @@ checked before anything is written, and /ready that tells the truth about the fe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,14 @@ def test_the_banner_names_the_urls_the_key_and_the_demo_series(tmp_path: Path) -
         assert f"API          {server.base_url}" in log and f"{server.base_url}/docs" in log
         assert f"ws://{server.host}:{server.feed_port}/v1/ws/market" in log
         assert "operator-key.json" in log
+        # Tools pointed at the data directory follow this server wherever its ports are.
+        announced = json.loads((server.data_dir / "server.json").read_text())
+        assert announced["api"] == server.base_url and announced["feeds"] == server.feed_url
+        watch = subprocess.run([sys.executable, "-m", "exchange.cli", "watch", "H100-M40-Z99", "--data",
+                                str(server.data_dir)], capture_output=True, text=True, timeout=60, check=False,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")})
+        assert watch.returncode == 1 and "unknown_series" in watch.stderr and server.feed_url in watch.stderr, (
+            watch.stderr)
 
 
 def test_a_port_in_use_is_refused_before_anything_is_written(tmp_path: Path) -> None:
