@@ -87,7 +87,7 @@ def _chart(body: dict[str, Any]) -> str:
     contracted = body["contracted_gpus"]
     top = max([contracted] + [float(h["effective_gpu_hours"]) for h in hourly]) * 1.1 or 1.0
     n = max(len(hourly) - 1, 1)
-    left, right, upper, lower = 70, CHART_W - 20, 40, CHART_H - 50
+    left, right, upper, lower = 70, CHART_W - 45, 40, CHART_H - 50
 
     def x(i: float) -> float:
         return left + i * (right - left) / n
