@@ -116,8 +116,9 @@ period, priced in USD per GPU-hour on a tick grid.
 
 - **Units**: prices and cash are decimal strings (JSON numbers are refused, so values stay exact), lots are
   integers, times are integer nanoseconds since the epoch (UTC).
-- **Signed requests**: three headers, `EX-ACCESS-KEY`, `EX-ACCESS-TIMESTAMP` (seconds) and `EX-ACCESS-SIGN` =
-  base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + body)); see the security schemes.
+- **Signed requests**: three headers, `EX-ACCESS-KEY`, `EX-ACCESS-TIMESTAMP` (seconds, up to 6 decimals) and
+  `EX-ACCESS-SIGN` = base64(HMAC-SHA256(secret, timestamp + METHOD + path with query
+  [+ "\\nIdempotency-Key:" + key + "\\n"] + body)); an acting signature is accepted once (`auth_replayed`).
 - **Errors**: always `{"code", "message", "details"}`; `details` carries the numbers (band, tick, nearest valid
   prices, required and available margin; `errors[]` per field for schema violations).
 - **Pages**: `limit` and an opaque `cursor`; trades and fills are newest first with `next_cursor` (older) and

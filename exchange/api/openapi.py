@@ -80,11 +80,12 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": HEADER_KEY,
                "description": "your API key id (`ak_` and 16 hex digits)"},
     "Timestamp": {"type": "apiKey", "in": "header", "name": HEADER_TIMESTAMP,
-                  "description": "the request time in integer seconds since the epoch; more than 5 s from the "
-                                 "server clock is refused"},
+                  "description": "the request time in seconds since the epoch, an integer or with up to 6 "
+                                 "decimals (signed as sent); more than 5 s from the server clock is refused"},
     "Signature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE,
-                  "description": "base64(HMAC-SHA256(secret, timestamp + METHOD + path with query + body)); "
-                                 "the three headers go together"},
+                  "description": "base64(HMAC-SHA256(secret, timestamp + METHOD + path with query "
+                                 "[+ \"\\nIdempotency-Key:\" + key + \"\\n\" when sent] + body)); the three headers go "
+                                 "together; a signature that acts is accepted once (auth_replayed)"},
 }
 SIGNED: list[dict[str, list[str]]] = [{"ApiKey": [], "Timestamp": [], "Signature": []}]
 
