@@ -9,7 +9,6 @@ Loopback is all of 127.0.0.0/8: a client bound to 127.0.0.2 is another IP to the
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -19,22 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exchange.signing import HEADER_IDEMPOTENCY_KEY, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign
-from exchange.testing.api_harness import Credentials, bootstrap
+from exchange.signing import HEADER_IDEMPOTENCY_KEY, HEADER_SIGNATURE
+from exchange.testing.api_harness import Credentials, bootstrap, signed_headers
 from exchange.testing.server_process import ServerProcess
-
-_unique = itertools.count(1)
 
 
 def signed(credentials: Credentials, method: str, path: str, body: bytes = b"",
            idempotency_key: str | None = None) -> dict[str, str]:
-    timestamp = f"{int(time.time())}.{next(_unique):06d}"
-    headers = {HEADER_KEY: credentials.key_id, HEADER_TIMESTAMP: timestamp,
-               HEADER_SIGNATURE: sign(credentials.secret, timestamp, method, path, body, idempotency_key),
-               "content-type": "application/json"}
-    if idempotency_key is not None:
-        headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
-    return headers
+    return signed_headers(credentials, method, path, body, int(time.time()), idempotency_key)
 
 
 @pytest.fixture(scope="module")
