@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from exchange.api import validation
+from exchange.api.schemas import LOTS_MAX
 from exchange.domain.codes import RejectCode
 from exchange.domain.events import Rejected
 
@@ -110,8 +111,17 @@ def engine_refusal(event: Rejected, **more: Any) -> ApiError:
 
 
 def validation_failed(errors: Sequence[Mapping[str, Any]]) -> ApiError:
-    """422 validation_error from pydantic's errors, said per field (`exchange.api.validation`)."""
+    """422 validation_error from pydantic's errors, said per field (`exchange.api.validation`).
+
+    One exception: an order size above the per-order maximum, the schema's bound on `amount` (equal to
+    the engine's limit, so that nothing the schema accepts is refused as malformed), answers as the engine
+    would: `order_too_large` with the amount and the maximum."""
     found = validation.problems(errors)
+    if len(found) == 1 and found[0]["field"] == "amount" and found[0]["type"] == "less_than_equal" \
+            and isinstance(found[0]["input"], int):
+        amount, maximum = found[0]["input"], LOTS_MAX
+        return ApiError(422, RejectCode.ORDER_TOO_LARGE, f"quantity {amount} lots exceeds the maximum {maximum} lots",
+                        {"amount": amount, "max_order_lots": maximum})
     return ApiError(422, ApiCode.VALIDATION_ERROR, validation.summary(found), {"errors": found})
 
 
@@ -131,7 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(_request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
         failed = validation_failed(error.errors())
-        if any(p["type"] == "json_invalid" for p in failed.details["errors"]):
+        if any(p["type"] == "json_invalid" for p in failed.details.get("errors", ())):
             return ApiError(400, ApiCode.MALFORMED_JSON, "the body is not valid JSON", failed.details).response()
         return failed.response()
 

@@ -12,10 +12,14 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from exchange.catalog import load_catalog
+
 T = TypeVar("T")
 
-# Bounds of the wire format; the engine's own (per series) limits are checked by the engine.
-LOTS_MAX = 10**9
+# Bounds of the wire format equal the engine's static limits, so that a request the schema accepts is never
+# refused as malformed: an order (or amend) is at most the contracts' per-order maximum (500 lots).
+# Limits that depend on state (the band, margin, the order's filled lots) are the engine's to check.
+LOTS_MAX = load_catalog().rules.max_order_lots
 # Bounds past 2**53 in the OpenAPI document are written as round decimals, so that a client or tool that
 # reads JSON numbers as doubles (JavaScript, Schemathesis) reads exactly the bound the server checks:
 # 2**63 - 1 or 2**62 read as a double is a little more than itself. 4e18 ns is in the year 2096.

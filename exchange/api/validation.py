@@ -27,7 +27,7 @@ _TEXT_RULES: dict[str, str] = {
 }
 # ... and when it is a whole number (an integer type or range error on it).
 _NUMBER_RULES: dict[str, str] = {
-    "amount": "a whole number of lots from 1 to 1000000000 as a JSON integer, e.g. 2",
+    "amount": "a whole number of lots from 1 to the per-order maximum (500) as a JSON integer, e.g. 2",
     "expire_time_ns": "a time in integer nanoseconds since the epoch (UTC), e.g. 1796313600000000000",
     "timeout_seconds": "a whole number of seconds from 0 (disarm) to 86400",
     "account_id": "a positive whole number, e.g. 1001",

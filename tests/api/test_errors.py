@@ -86,8 +86,8 @@ def test_schema_violations_are_sentences_about_the_field(api: Api) -> None:
     body = _error(api.place("alice", "hold", 0, "2.300", colour="blue"), 422, "validation_error")
     messages = [e["msg"] for e in body["details"]["errors"]]
     assert messages == ["side must be 'buy' or 'sell'",
-                        "amount must be at least 1: a whole number of lots from 1 to 1000000000 as a JSON integer, "
-                        "e.g. 2", "colour is not a field of this request"]
+                        "amount must be at least 1: a whole number of lots from 1 to the per-order maximum (500) as a "
+                        "JSON integer, e.g. 2", "colour is not a field of this request"]
     assert body["message"] == "side must be 'buy' or 'sell' (and 2 more problems)"
     path = "/v1/admin/accounts/1/deposits"
     for amount in ("12.1234567", "0.00", 2500, "-5"):
