@@ -1070,8 +1070,10 @@ def _validate_amend(cmd: AmendOrder, order: Order, series: Series, price: int,
                     qty: int) -> tuple[RejectCode | None, str]:
     if cmd.price_ticks is None and cmd.qty_lots is None:
         return RejectCode.INVALID_AMEND, "give a new price, a new quantity, or both"
-    if series.halted:
-        return RejectCode.SERIES_HALTED, f"series {order.symbol} is halted"
+    reduction = price == order.price_ticks and type(qty) is int and 0 < qty < order.remaining_lots
+    if series.halted and not reduction:
+        # Rulebook §4 v2: reducing the quantity of any resting order is always allowed, halt or not.
+        return RejectCode.SERIES_HALTED, f"series {order.symbol} is halted: only a reduction is allowed"
     if type(qty) is not int or qty <= 0:
         return RejectCode.INVALID_QUANTITY, "new open quantity must be a positive whole number of lots"
     if qty > series.spec.max_order_lots:

@@ -547,7 +547,7 @@ class ReferenceEngine:
         code = None
         if c.price_ticks is None and c.qty_lots is None:
             code = RejectCode.INVALID_AMEND
-        elif series.halted:
+        elif series.halted and not (price == order.price and type(qty) is int and 0 < qty < order.remaining):
             code = RejectCode.SERIES_HALTED
         elif type(qty) is not int or qty <= 0:
             code = RejectCode.INVALID_QUANTITY

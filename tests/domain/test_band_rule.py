@@ -70,3 +70,17 @@ def test_an_amend_cannot_take_filled_plus_open_above_the_order_maximum() -> None
     assert summary(market.do(AmendOrder(1, 1, None, maximum - 100 - 1)))[0].startswith("amended #1")
     assert summary(market.do(AmendOrder(1, 1, None, maximum - 100)))[0].startswith("amended #1")
     assert summary(market.do(AmendOrder(1, 1, None, 1)))[0].startswith("amended #1")
+
+
+def test_a_resting_order_can_be_reduced_while_its_series_is_halted() -> None:
+    """Rulebook §4 v2: reducing the quantity of any resting order is always allowed."""
+    from exchange.domain.commands import HaltSeries
+
+    market = Market()
+    market.buy(1, 10, 480)                      # #1
+    market.do(HaltSeries(market.spec.symbol, True))
+    assert summary(market.do(AmendOrder(1, 1, None, 4)))[0] == "amended #1 4@480 kept priority"
+    for refused in (AmendOrder(1, 1, None, 6), AmendOrder(1, 1, 481, None), AmendOrder(1, 1, 479, 2)):
+        events = market.do(refused)
+        assert isinstance(events[0], Rejected) and events[0].code == RejectCode.SERIES_HALTED
+    market.engine.audit()
