@@ -59,7 +59,14 @@ def gather(journal_dir: Path, snapshot_dir: Path, store_seq: int | None, store_w
     found: list[Witness] = []
     reader = CommitMarkerReader(journal_dir)
     try:
-        marker_seq = reader.read()
+        # A marker still all zeros was created but never published (a crash right after creating it).
+        fresh = reader.path.exists() and not reader.path.read_bytes().strip(b"\0")
+        marker_seq = None if fresh else reader.read()
+    except RuntimeError:
+        # Not evidence of anything, but not to be ignored silently either: the operator decides.
+        raise ValueError(f"the commit marker {reader.path} is damaged (its check word never matches): if the journal "
+                         "is intact (`exchange replay --verify` with the marker moved away says so), remove the "
+                         "marker and start again") from None
     finally:
         reader.close()
     if marker_seq:

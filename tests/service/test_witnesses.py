@@ -232,3 +232,16 @@ def test_accepting_the_loss_never_issues_a_seq_or_order_id_twice(built: dict[boo
         assert [row.order_id for row in store.orders(account, limit=1_000)].count(next_id) == 1
     service.close()
     store.close()
+
+
+def test_a_damaged_marker_is_reported_not_ignored(built: dict[bool, Path], tmp_path: Path) -> None:
+    data = _copy(built, True, tmp_path)
+    (data / "journal" / "COMMITTED").write_bytes(b"\x01" * 16)
+    with pytest.raises(ValueError, match=r"commit marker .* is damaged"):
+        _open(data)
+
+
+def test_a_marker_never_published_is_no_witness(built: dict[bool, Path], tmp_path: Path) -> None:
+    data = _copy(built, True, tmp_path)
+    (data / "journal" / "COMMITTED").write_bytes(b"\0" * 16)
+    _open(data)   # the journal reaches the other witnesses: it starts
