@@ -82,3 +82,14 @@ def test_a_negative_amount_is_refused_with_its_reason(tmp_path: Path) -> None:
     for command in ("deposit", "withdraw"):
         code, out = _run(command, "7", "-5", "--data", data)
         assert code == 1 and "must be a positive number of USD" in out, out
+
+
+def test_recover_needs_its_explicit_flag_and_a_data_directory(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    code, out = _run("recover", "--data", data)
+    assert code == 1 and "is not an exchange data directory" in out
+    assert _run("init", "--data", data)[0] == 0
+    code, out = _run("recover", "--data", data)
+    assert code == 1 and "--accept-loss" in out and "restore the journal from a copy" in out
+    code, out = _run("recover", "--accept-loss", "--data", data)
+    assert code == 0 and "no committed command was lost" in out and "loss recorded in" in out
