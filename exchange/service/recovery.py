@@ -35,7 +35,6 @@ def recover(engine_factory: Callable[[], Engine], journal_dir: Path,
             witnesses: Sequence[Witness] = ()) -> tuple[Engine, Journal]:
     """(engine, journal) with every committed journal entry applied; the caller closes the journal."""
     journal_dir.mkdir(parents=True, exist_ok=True)
-    check_end(journal_dir, witnesses)   # cheap, and before a long replay: does the journal reach them?
     floor = committed_floor(list(witnesses))
     if snapshot is None:
         after_seq, engine = 0, engine_factory()
@@ -62,8 +61,8 @@ def recover(engine_factory: Callable[[], Engine], journal_dir: Path,
 
 def check_end(journal_dir: Path, witnesses: Sequence[Witness]) -> None:
     """Raise `JournalBehind` (or `JournalCorrupt`) if the journal's newest segment ends before what a
-    witness says was committed. Reads only the newest segment: a quick refusal before a long replay or
-    before a server starts; the full replay checks every segment again."""
+    witness says was committed. Reads only the newest segment: `exchange serve`'s quick refusal before it
+    binds a port (recovery's own full scan makes the same checks on every segment)."""
     floor = committed_floor(list(witnesses))
     if not floor:
         return

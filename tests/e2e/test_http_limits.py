@@ -18,8 +18,8 @@ import httpx
 import pytest
 import websockets
 
-from exchange.signing import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign
-from exchange.testing.api_harness import Credentials, bootstrap
+from exchange.signing import HEADER_SIGNATURE, sign
+from exchange.testing.api_harness import Credentials, bootstrap, signed_headers
 from exchange.testing.server_process import ServerProcess
 
 _unique = itertools.count(1)
@@ -31,9 +31,7 @@ def _ts() -> str:
 
 
 def _signed(credentials: Credentials, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-    ts = _ts()
-    return {HEADER_KEY: credentials.key_id, HEADER_TIMESTAMP: ts, "content-type": "application/json",
-            HEADER_SIGNATURE: sign(credentials.secret, ts, method, path, body)}
+    return signed_headers(credentials, method, path, body, int(time.time()))
 
 
 @pytest.fixture(scope="module")

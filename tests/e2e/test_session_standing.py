@@ -15,8 +15,8 @@ import httpx
 import pytest
 import websockets
 
-from exchange.signing import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign
-from exchange.testing.api_harness import Credentials, bootstrap
+from exchange.signing import sign
+from exchange.testing.api_harness import Credentials, bootstrap, signed_headers
 from exchange.testing.server_process import ServerProcess
 
 _unique = itertools.count(1)
@@ -38,10 +38,8 @@ def _auth(credentials: Credentials, style: str) -> str:
 
 def _operator(server: ServerProcess, operator: Credentials, method: str, path: str, body: Any) -> httpx.Response:
     raw = json.dumps(body).encode()
-    ts = _timestamp()
-    headers = {HEADER_KEY: operator.key_id, HEADER_TIMESTAMP: ts, "content-type": "application/json",
-               HEADER_SIGNATURE: sign(operator.secret, ts, method, path, raw)}
-    return httpx.request(method, server.base_url + path, content=raw, headers=headers)
+    return httpx.request(method, server.base_url + path, content=raw,
+                         headers=signed_headers(operator, method, path, raw, int(time.time())))
 
 
 @pytest.fixture(scope="module")
