@@ -70,6 +70,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         _ip: str | None = None
         _timer: asyncio.TimerHandle | None = None
         _head_bytes = 0
+        _head_tail = b""   # the last bytes of the head so far: its end may straddle two reads
         _in_head = True
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -88,7 +89,12 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
-                self._head_bytes += len(data)
+                # One read may hold the end of the head and the start of the body (a chunked upload
+                # sends both at once): only the bytes up to the blank line that ends the head count.
+                seen = self._head_tail + data
+                end = seen.find(b"\r\n\r\n")
+                self._head_bytes += len(data) if end < 0 else end + 4 - len(self._head_tail)
+                self._head_tail = seen[-3:]
                 if self._head_bytes > limits.header_bytes_max:
                     self._refuse(431, f"request head larger than {limits.header_bytes_max} bytes")
                     return
@@ -97,7 +103,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             if not self._in_head:   # the next request on a keep-alive connection: its head is timed anew
-                self._in_head, self._head_bytes = True, 0
+                self._in_head, self._head_bytes, self._head_tail = True, 0, b""
                 self._arm(limits.headers_timeout_s)
 
         def on_headers_complete(self) -> None:

@@ -147,6 +147,25 @@ def test_a_chunked_body_over_the_limit_gets_413_and_a_bad_body_a_documented_code
     assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
 
 
+def test_a_head_and_a_large_body_in_one_write_is_judged_by_its_body_not_as_a_large_head(
+        world: tuple[ServerProcess, Credentials]) -> None:
+    # The head is small; the same TCP write carries 20 KB of body, more than the head limit. Only the
+    # body's limit applies (413), never the head's (431): the first read crosses both.
+    server, trader = world
+    body = b"x" * 20_000
+    head = "".join(f"{name}: {value}\r\n" for name, value in _signed(trader, "POST", "/v1/orders", body).items())
+    request = (f"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{head}"
+               "Connection: close\r\n\r\n").encode() + body
+    with _connect(server, "127.0.0.4") as sock:
+        sock.sendall(request)
+        sock.settimeout(5)
+        answer = b""
+        while chunk := sock.recv(65_536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"body_too_large" in answer
+
+
 def test_malformed_websocket_input_gets_an_error_never_a_traceback(world: tuple[ServerProcess, Credentials]) -> None:
     server, _ = world
     market = server.feed_url.replace("http", "ws") + "/v1/ws/market"
