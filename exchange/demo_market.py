@@ -123,7 +123,7 @@ class DemoMarket:
 
     def select_symbols(self) -> None:
         """The nearest daily series of each product that still trades for a while."""
-        now = self.runtime.clock_ns()
+        now = self.runtime.exchange_clock_ns()
         chosen: list[str] = []
         open_specs = [s.spec for s in self.engine.series.values() if not s.halted and not s.terminated]
         for product in self.config.products:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -66,6 +67,27 @@ class Settings(BaseSettings):
     submit_timeout_s: int = Field(default=10, ge=1, description="wait this long for the sequencer, then 503")
     shutdown_drain_s: int = Field(default=10, ge=0, description="graceful shutdown: finish in-flight requests")
 
+    # -- settlement jobs run by the exchange itself (exchange/jobs/scheduler.py) -------------------
+    scheduler: bool = Field(default=True, description="`exchange serve` runs daily settlement after each cut and "
+                            "delivery settlement at each telemetry deadline; off for deployments that schedule "
+                            "the jobs themselves")
+    scheduler_poll_s: float = Field(default=5.0, gt=0, le=300, description="how often the scheduler looks for due "
+                                    "jobs")
+    job_grace_s: int = Field(default=5, ge=0, le=3_600, description="a job runs this long after its cut or "
+                             "deadline (the sequencer's time has moved past it everywhere by then)")
+    job_retry_s_max: int = Field(default=900, ge=1, description="a failed job is retried after 10 s, 20 s, ... "
+                                 "doubling up to this")
+    job_timeout_s: int = Field(default=3_600, ge=10, description="a job still running after this is killed and "
+                               "retried")
+    command_body_bytes_max: int = Field(default=16 * 1024 * 1024, ge=16_384, description="largest operator "
+                                        "settlement command (POST /v1/admin/commands: variation margin of every "
+                                        "account)")
+    telemetry_upload_bytes_max: int = Field(default=4 * 1024**3, ge=1_024, description="largest telemetry file "
+                                            "accepted by PUT /v1/admin/telemetry/{name}")
+    clock_offset_s: int = Field(default=0, ge=-10 * 365 * 86_400, le=10 * 365 * 86_400, description="drills and "
+                                "tests only: the exchange's clock runs this many seconds from the machine's (a "
+                                "settlement cut can then be rehearsed at any hour); never set it in production")
+
     # -- delivery telemetry (`exchange probe ...`, delivery settlement) -------------------------------
     probe_key: SecretStr | None = Field(
         default=None, description="hex, >= 32 bytes: HMAC key of the reference probe (default: <data>/probe.key)")
@@ -125,6 +147,10 @@ class Settings(BaseSettings):
         if len(key) < 32:
             raise ValueError(f"the {what} must be at least 32 bytes (64 hex digits)")
         return key
+
+    def clock_ns(self) -> int:
+        """The exchange's time in ns since the epoch: the machine's, shifted by `clock_offset_s`."""
+        return time.time_ns() + self.clock_offset_s * 1_000_000_000
 
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'exchange.db').resolve()}"

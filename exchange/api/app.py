@@ -24,7 +24,7 @@ from exchange.api.metrics import Metrics
 from exchange.api.middleware import EdgeMiddleware
 from exchange.api.quota import RateLimitHeaders
 from exchange.api.ratelimit import RateLimits
-from exchange.api.routes import account, admin, health, market, orders, settlement, ws_orders
+from exchange.api.routes import account, admin, health, jobs, market, orders, settlement, statements, ws_orders
 from exchange.api.runtime import Runtime
 from exchange.api.schemas import ErrorOut
 from exchange.catalog import Catalog, load_catalog
@@ -58,6 +58,12 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     settings = settings or Settings()
     catalog = catalog or load_catalog()
     metrics = Metrics()
+    offset_ns = settings.clock_offset_s * 1_000_000_000
+
+    def exchange_clock_ns() -> int:
+        """The market's time (the sequencer's, the calendar's): the clock shifted by `clock_offset_s`
+        (0 but in drills). Signatures and rate limits keep the machine's clock, as clients do."""
+        return clock_ns() + offset_ns
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,10 +73,11 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         config = ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
                                snapshot_every_commands=settings.snapshot_every_commands,
                                audit_every_commands=settings.audit_every_commands, projection_thread=True)
-        service = ExchangeService(config, store, clock_ns)
+        service = ExchangeService(config, store, exchange_clock_ns)
         settings.load_probe_key(create=True)   # the exchange owns the probe key: made here on first start
         runtime = Runtime(settings, catalog, store, service, settings.load_master_key(), metrics,
-                          RateLimits.from_settings(settings), clock_ns, gateway_url=gateway_url)
+                          RateLimits.from_settings(settings), clock_ns, gateway_url=gateway_url,
+                          exchange_clock_ns=exchange_clock_ns)
         app.state.runtime = runtime
         report = service.open()
         log.info("recovered to seq %d (snapshot %d, %d replayed)", report.journal_seq, report.snapshot_seq,
@@ -102,9 +109,11 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
                   responses=ERROR_RESPONSES, description=API_DESCRIPTION,
                   generate_unique_id_function=openapi.operation_id)
     install_error_handlers(app)
-    for module in (health, market, orders, account, settlement, admin, ws_orders):
+    for module in (health, market, orders, account, settlement, statements, admin, jobs, ws_orders):
         app.include_router(module.router)
-    app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics)
+    app.add_middleware(EdgeMiddleware, body_bytes_max=settings.request_body_bytes_max, metrics=metrics,
+                       large_bodies=(("/v1/admin/commands", settings.command_body_bytes_max),
+                                     ("/v1/admin/telemetry/", settings.telemetry_upload_bytes_max)))
     app.add_middleware(RateLimitHeaders)   # outermost, so that the edge's own errors (413, 500) carry them too
     openapi.install(app)
     asyncapi.install(app)
@@ -146,7 +155,7 @@ def print_banner(runtime: Runtime, demo: DemoConfig | None) -> None:
         lines.append(f"  operator key {key}  (key_id and secret of account 1, every scope)")
     if demo is not None:
         engine = runtime.engine
-        now = runtime.clock_ns()
+        now = runtime.exchange_clock_ns()
         specs = [s.spec for s in engine.series.values() if not s.halted and not s.terminated]
         chosen = [n.symbol for p in demo.products if (n := nearest_series(specs, p, now, daily_only=True))]
         lines.append(f"  demo market  trades {', '.join(chosen) or 'nothing yet'}  (--no-demo turns it off; "
@@ -178,7 +187,7 @@ async def _first_operator_key(runtime: Runtime) -> None:
 async def _list_calendar(runtime: Runtime) -> None:
     """List the calendar's series that are due now and not yet listed (the calendar rolls daily)."""
     listed = set(runtime.engine.series)
-    wanted = [ListSeries(spec) for spec in runtime.catalog.listed_series(runtime.clock_ns())
+    wanted = [ListSeries(spec) for spec in runtime.catalog.listed_series(runtime.exchange_clock_ns())
               if spec.symbol not in listed]
     # Submitted together so that they share group commits (hundreds of fsyncs otherwise).
     await asyncio.gather(*(runtime.service.submit(command) for command in wanted))

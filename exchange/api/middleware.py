@@ -23,10 +23,14 @@ class BodyTooLarge(Exception):
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, body_bytes_max: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, body_bytes_max: int, metrics: Metrics,
+                 large_bodies: tuple[tuple[str, int], ...] = ()) -> None:
         self.app = app
         self.body_bytes_max = body_bytes_max
         self.metrics = metrics
+        # (path prefix, limit): operator endpoints that take more (a settlement command, a telemetry
+        # file); they authenticate before reading the body, so a stranger cannot make them buffer it.
+        self.large_bodies = large_bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,6 +38,9 @@ class EdgeMiddleware:
             return
         started_ns = time.perf_counter_ns()
         limit = self.body_bytes_max
+        for prefix, larger in self.large_bodies:
+            if scope["path"].startswith(prefix):
+                limit = larger
         status = 500
         response_started = False
 

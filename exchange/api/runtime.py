@@ -24,7 +24,7 @@ from exchange.domain.events import Event, Rejected
 from exchange.domain.spec import SeriesSpec
 from exchange.service.exchange_service import ExchangeService
 from exchange.service.projection_worker import ProjectionFailed
-from exchange.service.sequencer import SequencerBusy, SequencerError
+from exchange.service.sequencer import Sequenced, SequencerBusy, SequencerError
 from exchange.settings import Settings
 from exchange.store import Store
 from exchange.store.store import ApiKeyRow
@@ -46,6 +46,7 @@ class Runtime:
     in_flight_idempotency: set[tuple[str, str]] = field(default_factory=set)
     ws_sessions: SessionCounts = field(default_factory=SessionCounts)
     gateway_url: str | None = None   # the supervised feed gateway: /ready requires it ready too
+    exchange_clock_ns: Callable[[], int] = time.time_ns   # the market's time (Settings.clock_offset_s)
     keyring: KeyRing = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +68,10 @@ class Runtime:
     # -- commands ----------------------------------------------------------------------------
     async def submit(self, command: Command) -> list[Event]:
         """Sequence, journal and apply one command; its events once durable. Sequencer trouble is 503."""
+        return (await self.submit_sequenced(command)).events
+
+    async def submit_sequenced(self, command: Command) -> Sequenced:
+        """`submit`, with the command's journal seq and time."""
         if not self.ready:
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the exchange is not accepting commands",
                            retry_after_s=1)
@@ -76,7 +81,7 @@ class Runtime:
                 # Read-your-writes: answer once the store shows the command (the projection runs on its
                 # own thread, so this waits without holding up anyone else).
                 await self.service.wait_projected(result.seq)
-                return result.events
+                return result
         except SequencerBusy:
             raise ApiError(503, ApiCode.SERVICE_UNAVAILABLE, "the sequencer queue is full", retry_after_s=1) from None
         except (SequencerError, ProjectionFailed, TimeoutError) as error:

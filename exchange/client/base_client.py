@@ -350,6 +350,31 @@ class BaseClient(ABC, Generic[R]):
         return self._call(Call.mutation("PUT", f"/v1/admin/series/{segment(symbol)}/halt",
                                         {"halted": flag(halted, "halted")}, idempotency_key=idempotency_key))
 
+    def submit_command(self, command: Sequence[Any]) -> R:
+        """POST /v1/admin/commands [operator]: one settlement command as the journal encodes it
+        (`exchange.journal.codec.encode_command`: SettleDaily, AssignDeliveries, SettleDelivery or
+        AdvanceTime), answered once durable with {"seq", "ts_ns", "events"}. The settlement jobs use it
+        against a running exchange; each command is idempotent by its digest, so retries are safe."""
+        return self._call(Call.mutation("POST", "/v1/admin/commands", {"command": list(command)}))
+
+    def job_runs(self, limit: int | None = None, cursor: str | None = None, state: str | None = None,
+                 kind: str | None = None) -> R:
+        """GET /v1/admin/jobs [operator]: the scheduler's job runs, newest first, with state, progress,
+        duration, counts and error; {"items", "next_cursor"}."""
+        return self._call(Call.get("/v1/admin/jobs", {"limit": _opt_int(limit, "limit"), "cursor": cursor,
+                                                      "state": state, "kind": kind}))
+
+    def statements(self, kind: str | None = None, limit: int | None = None, cursor: str | None = None) -> R:
+        """GET /v1/statements [read]: this account's statements (daily, delivery), newest first;
+        {"items", "next_cursor"}."""
+        return self._call(Call.get("/v1/statements", {"kind": kind, "limit": _opt_int(limit, "limit"),
+                                                      "cursor": cursor}))
+
+    def statement(self, kind: str, ref: str) -> R:
+        """GET /v1/statements/{kind}/{ref} [read]: one statement as JSON (`?format=csv|html` over plain
+        HTTP gives the other forms)."""
+        return self._call(Call.get(f"/v1/statements/{segment(kind)}/{segment(ref)}"))
+
 
 def _opt_int(value: int | None, name: str) -> int | None:
     return None if value is None else whole(value, name)

@@ -1,12 +1,14 @@
 """`exchange settle ...`: the settlement batch jobs on the command line (rich progress and summaries).
 
-They run against the data directory (`--data` or $EXCHANGE_DATA_DIR) and need it to themselves, like
-the operator commands: stop the server first (or run them where the exchange is not serving)."""
+Against a running exchange they work as its client (`exchange.jobs.session`): the one serving the data
+directory (`--data` or $EXCHANGE_DATA_DIR, found through its server.json) or the one at `--url`; on a
+stopped exchange they open the data directory themselves. The exchange's scheduler runs them this way
+too, with `--progress-json` (one JSON object per line on stdout: progress, then the summary)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -24,12 +26,21 @@ from exchange.domain.units import micros_to_usd, ticks_to_price
 from exchange.jobs.daily import run_daily
 from exchange.jobs.delivery import run_delivery
 from exchange.jobs.expiry import run_expiry
+from exchange.jobs.inbox import inbox_files
 from exchange.jobs.statements import price_text, usd_text
 from exchange.settings import Settings
 
 DataOption = Annotated[Path | None,
                        typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR or ./data)")]
 NS_PER_S = 1_000_000_000
+UrlOption = Annotated[str | None, typer.Option("--url", help="the running exchange's API (default: the one serving "
+                                               "--data, else run offline on a stopped exchange's data)")]
+ProgressJsonOption = Annotated[bool, typer.Option("--progress-json", help="machine-readable progress and summary "
+                                                  "on stdout (what the scheduler reads)")]
+
+
+def _emit(record: dict[str, object]) -> None:
+    print(json.dumps(record, separators=(",", ":")), flush=True)
 
 
 def _settings(data: Path | None) -> Settings:
@@ -74,13 +85,27 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
     def daily(date: Annotated[str, typer.Option(help="settle every cut up to this date's 16:00 UTC (YYYY-MM-DD)")],
               dry_run: Annotated[bool, typer.Option("--dry-run", help="compute and report, post nothing")] = False,
               amend: Annotated[bool, typer.Option("--amend", help="recompute this date even if settled")] = False,
-              data: DataOption = None) -> None:
+              data: DataOption = None, url: UrlOption = None, progress_json: ProgressJsonOption = False) -> None:
         """Daily settlement: prices, variation margin, expiry of terminated series, margin calls, statements."""
-        with errors(), _progress(console()) as progress:
+        with errors(), _progress(console(), progress_json) as progress:
             task = progress.add_task("settling", total=None)
-            report = asyncio.run(run_daily(
-                _settings(data), load_catalog(), parse_date(date), time.time_ns, dry_run=dry_run, amend=amend,
-                progress=lambda done, total: progress.update(task, completed=done, total=total)))
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+                if progress_json:
+                    _emit({"progress": done, "total": total})
+            settings = _settings(data)
+            report = asyncio.run(run_daily(settings, load_catalog(), parse_date(date), settings.clock_ns,
+                                           dry_run=dry_run, amend=amend, progress=advance, url=url))
+        if progress_json:
+            _emit({"summary": {"mode": report.mode, "plans": len(report.plans), "posted": len(report.posted),
+                               "unchanged": len(report.unchanged), "refused": len(report.refused),
+                               "expired": len(report.expired), "margin_calls": len(report.margin_calls),
+                               "statements": report.statements_written},
+                   "refused": [f"{name}: {why}" for name, why in report.refused]})
+            if report.refused:
+                raise typer.Exit(1)
+            return
         out = console()
         table = Table(title=f"daily settlement up to {date}" + (" (dry run)" if dry_run else ""))
         for column in ("series", "date", "price (USD per GPU-hour)", "method", "accounts", "net VM (USD)"):
@@ -92,9 +117,11 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
             table.add_row(plan.symbol, day, price_text(str(price)), str(plan.method), str(len(plan.postings)),
                           usd_text(micros_to_usd(sum(vm for _, vm in plan.postings))))
         out.print(table)
-        out.print(f"posted {len(report.posted)}, already settled {len(report.unchanged)}, "
+        statements = (f"statements {len(report.statements)} files (dry run)" if dry_run
+                      else f"statements {report.statements_written} (GET /v1/statements)")
+        out.print(f"{report.mode}: posted {len(report.posted)}, already settled {len(report.unchanged)}, "
                   f"refused {len(report.refused)}, expired {len(report.expired)} series, "
-                  f"margin calls {len(report.margin_calls)}, statements {len(report.statements)} files")
+                  f"margin calls {len(report.margin_calls)}, {statements}")
         for name, why in report.refused:
             out.print(f"[red]refused[/] {name}: {why}")
         for account, cash, margin in report.margin_calls:
@@ -104,10 +131,12 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
             raise typer.Exit(1)
 
     @settle.command("expiry")
-    def expiry(series: Annotated[str, typer.Option(help="the terminated series")], data: DataOption = None) -> None:
+    def expiry(series: Annotated[str, typer.Option(help="the terminated series")], data: DataOption = None,
+               url: UrlOption = None) -> None:
         """Assign deliveries for a terminated, finally settled series (idempotent)."""
         with errors():
-            report = asyncio.run(run_expiry(_settings(data), load_catalog(), series))
+            settings = _settings(data)
+            report = asyncio.run(run_expiry(settings, load_catalog(), series, settings.clock_ns, url=url))
         table = Table(title=f"deliveries of {series}" + ("" if report.newly_assigned else " (already assigned)"))
         for column in ("delivery", "seller", "buyer", "lots", "GPUs", "GPU-hours", "final settlement price"):
             table.add_column(column)
@@ -118,20 +147,46 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
         console().print(table)
 
     @settle.command("delivery")
-    def delivery(telemetry: Annotated[list[Path], typer.Option(help="probe telemetry (.csv, .jsonl), repeatable")],
+    def delivery(telemetry: Annotated[list[Path] | None, typer.Option(
+                     help="probe telemetry (.csv, .jsonl), repeatable")] = None,
+                 inbox: Annotated[bool, typer.Option("--inbox", help="read every file of the data directory's "
+                                                     "telemetry inbox (data/telemetry/inbox/) too")] = False,
                  dry_run: Annotated[bool, typer.Option("--dry-run", help="compute and report, post nothing")] = False,
                  amend: Annotated[bool, typer.Option("--amend", help="post corrections for changed input")] = False,
                  rrp: Annotated[list[str] | None, typer.Option(help="replacement reference price SYMBOL=PRICE")] = None,
                  rejects: Annotated[Path | None, typer.Option(help="write rejected records here")] = None,
-                 data: DataOption = None) -> None:
+                 delivery: Annotated[list[str] | None, typer.Option(
+                     "--delivery", help="settle only this delivery (repeatable; default: every one due)")] = None,
+                 data: DataOption = None, url: UrlOption = None, progress_json: ProgressJsonOption = False) -> None:
         """Goodput-adjusted delivery settlement from probe telemetry."""
-        with errors(), _progress(console()) as progress:
+        with errors(), _progress(console(), progress_json) as progress:
             task = progress.add_task("records", total=None)
+
+            def advance(seen: int) -> None:
+                progress.update(task, completed=seen)
+                if progress_json:
+                    _emit({"progress": seen, "total": None})
+            settings = _settings(data)
+            files = [*(telemetry or []), *(inbox_files(settings.data_dir) if inbox else [])]
+            if not files and not inbox:
+                raise ValueError("give the probe's files with --telemetry FILE (repeatable), or --inbox")
             report = asyncio.run(run_delivery(
-                _settings(data), load_catalog(), telemetry, dry_run=dry_run, amend=amend, rrp=parse_rrp(rrp or []),
-                rejects_path=rejects, progress=lambda seen: progress.update(task, completed=seen)))
-        out = console()
+                settings, load_catalog(), files, dry_run=dry_run, amend=amend, rrp=parse_rrp(rrp or []),
+                rejects_path=rejects, progress=advance, clock_ns=settings.clock_ns, url=url,
+                only=set(delivery) if delivery else None))
         s = report.summary
+        if progress_json:
+            statuses: dict[str, int] = {}
+            for o in report.outcomes:
+                statuses[o.status.partition(":")[0]] = statuses.get(o.status.partition(":")[0], 0) + 1
+            _emit({"summary": {"accepted": s.accepted, "duplicate": s.duplicate, "conflicting": s.conflicting,
+                               "rejected": s.rejected, **statuses},
+                   "refused": [f"{o.delivery.delivery_id}: {o.status}" for o in report.outcomes
+                               if o.status.startswith("refused")]})
+            if any(o.status.startswith("refused") for o in report.outcomes):
+                raise typer.Exit(1)
+            return
+        out = console()
         out.print(f"records: {s.accepted} accepted, {s.duplicate} duplicate, {s.conflicting} conflicting, "
                   f"{s.rejected} rejected" + (f" (see {rejects})" if rejects and s.rejected else ""))
         for reason, count in s.reasons():
@@ -153,7 +208,7 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
             raise typer.Exit(1)
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, quiet: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=not console.is_terminal)
+                    console=Console(stderr=True), transient=True, disable=quiet or not console.is_terminal)
 

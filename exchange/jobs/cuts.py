@@ -67,18 +67,21 @@ def next_cut_ns(ts_ns: int, cut_hour_utc: int) -> int:
 
 
 def replay_cuts(journal_dir: Path, limits: EngineLimits, cut_hour_utc: int, window_s: int,
-                until_ns: int, now_ns: int) -> CutHistory:
+                until_ns: int, now_ns: int, until_seq: int | None = None) -> CutHistory:
     """Replay the journal into a private engine, recording every cut up to `until_ns` (inclusive).
 
     A cut is recorded when the first command at or after it is replayed, or, if the journal ends
     before it, when `now_ns` (the caller's clock) has passed it: the sequencer's times never go
-    backwards, so nothing can be journaled before a cut that has already passed."""
+    backwards, so nothing can be journaled before a cut that has already passed. `until_seq`: read no
+    further (a job against a running exchange reads the committed journal up to its barrier)."""
     engine = Engine(limits)
     history = CutHistory(cut_hour_utc, engine=engine)
     window_ns = window_s * NS_PER_S
     pending: dict[str, SeriesCut] = {}          # the day being built, per series
     cut = -1
-    for entry in read_entries(journal_dir):
+    for entry in read_entries(journal_dir, committed_seq=until_seq or 0):
+        if until_seq is not None and entry.seq > until_seq:
+            break
         ts = entry.ts_ns
         if cut < 0:
             cut = next_cut_ns(ts - 1, cut_hour_utc)     # the first cut at or after the first command

@@ -25,9 +25,7 @@ which is the rulebook's Σ (S − price) × signed GPU-hours + prior GPU-hours �
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 from collections.abc import Callable
@@ -44,11 +42,11 @@ from exchange.domain.engine import Engine, settlement_day_ns
 from exchange.domain.events import DailySettlement, DeliveriesAssigned, Rejected, SettlementDuplicate
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.jobs.cuts import CutHistory, replay_cuts
-from exchange.jobs.session import running_service
+from exchange.jobs.session import job_session
+from exchange.jobs.statement_formats import daily_csv
 from exchange.settings import Settings
 
 NS_PER_DAY = 86_400 * 1_000_000_000
-STATEMENTS_COMPLETE = ".complete"   # in a date's statements folder once all of its files are written
 
 
 @dataclass(frozen=True)
@@ -150,63 +148,70 @@ class DailyReport:
     refused: list[tuple[str, str]] = field(default_factory=list)
     expired: list[tuple[str, int]] = field(default_factory=list)   # (symbol, deliveries assigned)
     margin_calls: list[tuple[int, int, int]] = field(default_factory=list)
-    statements: list[Path] = field(default_factory=list)
+    statements: list[Path] = field(default_factory=list)   # a dry run's statement files
     dry_run: bool = False
+    mode: str = "offline"                                    # offline | live (exchange.jobs.session)
+    statements_written: int = 0                               # statements of record (in the store)
     restated: list[DailyPlan] = field(default_factory=list)   # posted by an earlier run, in statements now
 
 
 async def run_daily(settings: Settings, catalog: Catalog, date_ns: int, clock_ns: Callable[[], int], *,
                     dry_run: bool = False, amend: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> DailyReport:
+                    progress: Callable[[int, int], None] | None = None, url: str | None = None) -> DailyReport:
     """Settle every series for every cut up to `date_ns`'s (oldest first), then expire the series whose
-    trading terminated and that are finally settled, flag margin calls and write statements."""
+    trading terminated and that are finally settled, flag margin calls and write statements. Offline on
+    a stopped exchange's data directory, else against the running exchange (`exchange.jobs.session`)."""
     rules = catalog.rules.settlement
     now_ns = clock_ns()
-    async with running_service(settings, catalog, clock_ns) as service:
-        engine = service.engine
-        assert engine is not None
-        cut_ns = date_ns + rules.daily_settlement_hour_utc * 3_600 * 1_000_000_000
-        if cut_ns > now_ns:
-            raise ValueError(f"the {rules.daily_settlement_hour_utc}:00 UTC cut of that date has not passed yet")
-        history = replay_cuts(service.config.journal_dir, catalog.rules.engine_limits(),
-                              rules.daily_settlement_hour_utc, rules.vwap_window_seconds, cut_ns, now_ns)
+    cut_ns = date_ns + rules.daily_settlement_hour_utc * 3_600 * 1_000_000_000
+    if cut_ns > now_ns:
+        raise ValueError(f"the {rules.daily_settlement_hour_utc}:00 UTC cut of that date has not passed yet")
+    async with job_session(settings, catalog, clock_ns, url) as session:
+        engine = session.engine
+        history = replay_cuts(session.journal_dir, catalog.rules.engine_limits(),
+                              rules.daily_settlement_hour_utc, rules.vwap_window_seconds, cut_ns, now_ns,
+                              session.until_seq)
         settled = {symbol: {d: s.price_ticks for d, s in series.settlements.items() if not (amend and d == date_ns)}
                    for symbol, series in engine.series.items()}
         plans = plan_daily(history, engine, settled, date_ns)
-        report = DailyReport(date_ns, plans, dry_run=dry_run)
+        report = DailyReport(date_ns, plans, dry_run=dry_run, mode=session.mode)
         for done, plan in enumerate(plans, 1):
             if not dry_run:
                 command = SettleDaily(plan.symbol, plan.date_ns, plan.price_ticks, plan.postings, plan.digest,
                                       amend=amend)
-                _classify(report, plan, await service.submit(command))
+                _classify(report, plan, await session.submit(command))
             if progress is not None:
                 progress(done, len(plans))
+        engine = session.engine   # live: the replica, now past this job's commands
         if not dry_run:
             for symbol in sorted(engine.series):
                 series = engine.series[symbol]
                 final_day = settlement_day_ns(series.spec.trading_end_ns)
                 if series.terminated and series.delivery_ids is None and final_day in series.settlements \
                         and final_day <= date_ns:
-                    events = await service.submit(AssignDeliveries(symbol))
+                    events = await session.submit(AssignDeliveries(symbol))
                     assigned = [e for e in events if isinstance(e, DeliveriesAssigned)]
                     if assigned:
                         report.expired.append((symbol, assigned[0].deliveries))
+        engine = session.engine
         report.margin_calls = margin_calls(engine, rules.margin_call_ratio)
-        # A dry run writes its statements elsewhere (marked as such): never over the statements of record.
-        root = settings.data_dir / "statements" / ("dry-run/daily" if dry_run else "daily")
-        unreported: set[int] = set()
-        if not dry_run:
-            settled_days = {d for series in engine.series.values() for d in series.settlements if d <= date_ns}
-            unreported = {d for d in settled_days if not (root / _date(d) / STATEMENTS_COMPLETE).exists()}
-            planned = {(p.symbol, p.date_ns) for p in plans}
-            earlier = {d for symbol, series in engine.series.items() for d in series.settlements
-                       if d in unreported and (symbol, d) not in planned}
-            report.restated = restate(history, engine, sorted(earlier), planned)
-        report.statements = write_daily_statements(root, report, engine)
-        if not dry_run:
-            for day in sorted(unreported | {p.date_ns for p in plans}):
-                (root / _date(day)).mkdir(parents=True, exist_ok=True)
-                _write_atomic(root / _date(day) / STATEMENTS_COMPLETE, "")
+        if dry_run:
+            # A dry run writes its statements as files, marked, elsewhere: never over the statements of record.
+            report.statements = write_daily_statements(settings.data_dir / "statements" / "dry-run" / "daily",
+                                                       report, engine)
+            return report
+        written = session.statements.complete("daily")
+        settled_days = {d for series in engine.series.values() for d in series.settlements if d <= date_ns}
+        unreported = {d for d in settled_days if _date(d) not in written}
+        planned = {(p.symbol, p.date_ns) for p in plans}
+        earlier = {d for symbol, series in engine.series.items() for d in series.settlements
+                   if d in unreported and (symbol, d) not in planned}
+        report.restated = restate(history, engine, sorted(earlier), planned)
+        bodies = daily_statements(report, engine)
+        for day in sorted(unreported | {p.date_ns for p in plans}):
+            day_bodies = [(account, day, body) for (d, account), body in sorted(bodies.items()) if d == day]
+            session.statements.write("daily", _date(day), day_bodies, clock_ns())
+            report.statements_written += len(day_bodies)
     return report
 
 
@@ -244,9 +249,9 @@ def _date(date_ns: int) -> str:
     return datetime.fromtimestamp(date_ns // 1_000_000_000, UTC).strftime("%Y-%m-%d")
 
 
-def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> list[Path]:
-    """Per account and date: JSON and CSV of each series' settlement price, position at the cut and
-    variation margin, with the account's cash and margin now. Rewritten whole (atomically) on rerun."""
+def daily_statements(report: DailyReport, engine: Engine) -> dict[tuple[int, int], dict[str, Any]]:
+    """Per (date, account): each series' settlement price, position at the cut and variation margin,
+    with the account's cash and margin now."""
     by_account: dict[tuple[int, int], list[dict[str, Any]]] = {}
     refused = {name for name, _ in report.refused}   # a refused settlement posted nothing: no statement line
     for plan in sorted([*report.plans, *report.restated], key=lambda p: (p.symbol, p.date_ns)):
@@ -263,12 +268,10 @@ def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> l
                 "variation_margin": str(micros_to_usd(vm.get(account, 0))),
             })
     calls = {account for account, _, _ in report.margin_calls}
-    written: list[Path] = []
+    statements: dict[tuple[int, int], dict[str, Any]] = {}
     for (date_ns, account_id), lines in sorted(by_account.items()):
-        folder = root / _date(date_ns)
-        folder.mkdir(parents=True, exist_ok=True)
         holder = engine.accounts.get(account_id)
-        statement = {
+        statements[(date_ns, account_id)] = {
             "account_id": account_id, "date": _date(date_ns), "currency": "USD", "dry_run": report.dry_run,
             "lines": lines,
             "total_variation_margin": str(micros_to_usd(sum(usd_to_micros(ln["variation_margin"]) for ln in lines))),
@@ -276,14 +279,19 @@ def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> l
             "required_margin": str(micros_to_usd(holder.margin_micros)) if holder else None,
             "margin_call": account_id in calls,
         }
+    return statements
+
+
+def write_daily_statements(root: Path, report: DailyReport, engine: Engine) -> list[Path]:
+    """A dry run's statements as files: JSON and CSV per account under <root>/<date>/."""
+    written: list[Path] = []
+    for (date_ns, account_id), statement in daily_statements(report, engine).items():
+        folder = root / _date(date_ns)
+        folder.mkdir(parents=True, exist_ok=True)
         json_path = folder / f"account-{account_id}.json"
         _write_atomic(json_path, json.dumps(statement, indent=2) + "\n")
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(lines[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(lines)
         csv_path = folder / f"account-{account_id}.csv"
-        _write_atomic(csv_path, buffer.getvalue())
+        _write_atomic(csv_path, daily_csv(statement))
         written += [json_path, csv_path]
     return written
 

@@ -37,7 +37,7 @@ from exchange.domain.engine import Delivery
 from exchange.domain.events import DeliverySettled, DeliverySettlementDuplicate, Rejected
 from exchange.domain.spec import SeriesSpec
 from exchange.domain.units import NS_PER_HOUR, price_to_ticks
-from exchange.jobs.session import running_service
+from exchange.jobs.session import job_session
 from exchange.settings import Settings
 from exchange.telemetry.reader import read_telemetry
 from exchange.telemetry.record import AcceptedRecord, DeliveryWindow, DuplicateRecord, RejectedRecord
@@ -138,13 +138,18 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
                        amend: bool = False, rrp: dict[str, Decimal] | None = None,
                        rejects_path: Path | None = None,
                        progress: Callable[[int], None] | None = None,
-                       clock_ns: Callable[[], int] = time.time_ns) -> DeliveryReport:
+                       clock_ns: Callable[[], int] = time.time_ns, url: str | None = None,
+                       only: set[str] | None = None) -> DeliveryReport:
+    """`only`: settle just these deliveries (the scheduler's run at their telemetry deadline); records
+    of the others are read and checked but settle nothing."""
     summary = TelemetrySummary()
     report = DeliveryReport(summary, rejects_path=rejects_path)
-    async with running_service(settings, catalog, clock_ns) as service:
-        engine = service.engine
-        assert engine is not None
+    async with job_session(settings, catalog, clock_ns, url) as session:
+        engine = session.engine
         deliveries = dict(engine.deliveries)
+        for delivery_id in sorted(only or ()):
+            if delivery_id not in deliveries:
+                raise ValueError(f"--delivery {delivery_id}: no such assigned delivery")
         specs = {d.symbol: engine.series[d.symbol].spec for d in deliveries.values()}
         now_ns = clock_ns()
         deadline_ns = catalog.rules.settlement.telemetry_deadline_hours * NS_PER_HOUR
@@ -176,7 +181,7 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
             inputs.setdefault(delivery_id, DeliveryInput())
         for delivery_id in sorted(inputs, key=_delivery_order):
             state = inputs[delivery_id]
-            if not state.accepted and delivery_id not in silent:
+            if (not state.accepted and delivery_id not in silent) or (only is not None and delivery_id not in only):
                 continue
             delivery = deliveries[delivery_id]
             ticks = rrp_ticks.get(delivery.symbol)
@@ -185,15 +190,23 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
             if not dry_run:
                 command = SettleDelivery(delivery_id, digest, result.effective_micro_gpuh, result.invoice_micros,
                                          result.damages_micros, result.default, amend)
-                status = _status(await service.submit(command))
+                status = _status(await session.submit(command))
+            engine = session.engine   # live: the replica, now past the command
             report.outcomes.append(DeliveryOutcome(engine.deliveries[delivery_id], result, ticks, digest, status,
                                                    state))
-        from exchange.jobs.statements import write_delivery_statements
+        from exchange.jobs.statements import statement, write_delivery_statements
         # The statements of record are those of what was posted; a dry run writes its own, marked, elsewhere,
         # and a refused settlement leaves the record's statement as it was.
         root = settings.data_dir / "statements" / ("dry-run/delivery" if dry_run else "delivery")
-        report.statements = write_delivery_statements(
-            root, report, engine, [o for o in report.outcomes if not o.status.startswith("refused")])
+        kept = [o for o in report.outcomes if not o.status.startswith("refused")]
+        report.statements = write_delivery_statements(root, report, engine, kept)
+        if not dry_run:
+            for outcome in kept:   # each party reads it over REST (GET /v1/statements)
+                d = outcome.delivery
+                body = statement(outcome, engine)
+                start_ns = engine.series[d.symbol].spec.delivery_start_ns
+                session.statements.write("delivery", d.delivery_id,
+                                         [(party, start_ns, body) for party in sorted({d.seller, d.buyer})], clock_ns())
     return report
 
 

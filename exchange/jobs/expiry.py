@@ -13,7 +13,7 @@ from exchange.catalog import Catalog
 from exchange.domain.commands import AssignDeliveries
 from exchange.domain.engine import Delivery
 from exchange.domain.events import DeliveriesAlreadyAssigned, DeliveriesAssigned, Rejected
-from exchange.jobs.session import running_service
+from exchange.jobs.session import job_session
 from exchange.settings import Settings
 
 
@@ -25,15 +25,13 @@ class ExpiryReport:
 
 
 async def run_expiry(settings: Settings, catalog: Catalog, symbol: str,
-                     clock_ns: Callable[[], int] = time.time_ns) -> ExpiryReport:
-    async with running_service(settings, catalog, clock_ns) as service:
-        engine = service.engine
-        assert engine is not None
-        events = await service.submit(AssignDeliveries(symbol))
+                     clock_ns: Callable[[], int] = time.time_ns, url: str | None = None) -> ExpiryReport:
+    async with job_session(settings, catalog, clock_ns, url) as session:
+        events = await session.submit(AssignDeliveries(symbol))
         refused = [e for e in events if isinstance(e, Rejected)]
         if refused:
             raise ValueError(f"{refused[0].code}: {refused[0].message}")
         assert any(isinstance(e, DeliveriesAssigned | DeliveriesAlreadyAssigned) for e in events), events
         newly = any(isinstance(e, DeliveriesAssigned) for e in events)
-        deliveries = [d for d in engine.deliveries.values() if d.symbol == symbol]
+        deliveries = [d for d in session.engine.deliveries.values() if d.symbol == symbol]
         return ExpiryReport(symbol, newly, deliveries)

@@ -1,21 +1,225 @@
-"""A running durable service on a data directory, for batch jobs and operator commands (they own the
-directory while they run: its lock keeps them from racing a running server)."""
+"""Where a settlement job runs: on a stopped exchange's data directory (offline: the job recovers the
+core itself and owns the directory, its lock keeping a server out) or against a running exchange
+(live: the job is a client).
+
+Live, the job reads the state it plans from (accounts, series, settlements) from a read-only replica
+of the core that follows the committed journal (`exchange.feeds.replica`, the one the feed gateway
+runs), and submits its commands over the operator API (`POST /v1/admin/commands`), which answers once
+each is durable, with its seq; the job then reads that command's events from the replica, which applies
+the same journal record (so it sees exactly the outcome the exchange had). Before planning it submits
+an `AdvanceTime` as a barrier: once that is durable, every command sequenced before the job began is
+committed, so reading the journal up to the barrier sees all of them (a cut the job settles has passed
+before it starts).
+
+Both give the job the same `JobSession`: an engine to read, the journal to replay, `submit`, and the
+store's statement archive. The same journal gives the same plans and digests in both modes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from exchange.catalog import Catalog
+from exchange.domain.commands import AdvanceTime, Command
+from exchange.domain.engine import Engine
+from exchange.domain.events import Event
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.store import Store
+from exchange.store.statement_archive import StatementArchive
+
+REPLICA_WAIT_S_MAX = 60.0      # a durable command shows in the committed journal within this
+REPLICA_POLL_S = 0.005
+
+
+class JobSession(Protocol):
+    mode: str                     # "offline" | "live"
+    statements: StatementArchive
+    until_seq: int | None         # live: replay the journal up to this seq (the barrier), offline: all of it
+
+    @property
+    def journal_dir(self) -> Path: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    async def submit(self, command: Command) -> list[Event]: ...
+
+
+@dataclass
+class OfflineSession:
+    service: ExchangeService
+    statements: StatementArchive
+    mode: str = "offline"
+    until_seq: int | None = None
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.service.config.journal_dir
+
+    @property
+    def engine(self) -> Engine:
+        engine = self.service.engine
+        assert engine is not None
+        return engine
+
+    async def submit(self, command: Command) -> list[Event]:
+        return await self.service.submit(command)
+
+
+class LiveSession:
+    mode = "live"
+
+    def __init__(self, data_dir: Path, catalog: Catalog, client: Any, statements: StatementArchive) -> None:
+        from exchange.feeds.replica import Replica
+
+        self._journal_dir = data_dir / "journal"
+        self.client = client
+        self.statements = statements
+        self.replica = Replica(data_dir, catalog.rules.engine_limits())
+        self.until_seq: int | None = None
+        self._events: dict[int, list[Event]] = {}
+
+    @property
+    def journal_dir(self) -> Path:
+        return self._journal_dir
+
+    @property
+    def engine(self) -> Engine:
+        engine = self.replica.engine
+        assert engine is not None
+        return engine
+
+    async def open(self) -> None:
+        from exchange.journal.codec import encode_command
+
+        answer = await self.client.submit_command(encode_command(AdvanceTime()))   # the barrier
+        self.until_seq = int(answer["seq"])
+        await asyncio.to_thread(self.replica.open)
+        await self._follow(self.until_seq)
+
+    async def submit(self, command: Command) -> list[Event]:
+        from exchange.journal.codec import encode_command
+
+        answer = await self.client.submit_command(encode_command(command))
+        seq = int(answer["seq"])
+        await self._follow(seq)
+        events = self._events.pop(seq, None)
+        assert events is not None, f"the replica passed seq {seq} without its events"
+        return events
+
+    async def _follow(self, seq: int) -> None:
+        """Apply the committed journal up to at least `seq`, keeping the events of commands at or after it."""
+        deadline = time.monotonic() + REPLICA_WAIT_S_MAX
+        while self.replica.seq < seq:
+            for item in await asyncio.to_thread(self.replica.poll):
+                if item.seq >= seq:
+                    self._events[item.seq] = item.events
+            if self.replica.seq >= seq:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"seq {seq} was acknowledged durable but is not in the committed journal after "
+                                   f"{REPLICA_WAIT_S_MAX:.0f} s (is --data the running exchange's directory?)")
+            await asyncio.sleep(REPLICA_POLL_S)
+        for old in [s for s in self._events if s < seq]:
+            del self._events[old]
+
+    def close(self) -> None:
+        self.replica.close()
+
+
+def operator_credentials(data_dir: Path) -> tuple[str, str]:
+    """The operator key (key id, secret) the exchange keeps in <data>/operator-key.json."""
+    from exchange.api.app import OPERATOR_KEY_FILE
+
+    path = data_dir / OPERATOR_KEY_FILE
+    try:
+        key = json.loads(path.read_text())
+        return str(key["key_id"]), str(key["secret"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"tried the running exchange's API, but found no operator key in {path} (the exchange "
+                         "writes it at start; or create one with `exchange apikey create ACCOUNT --scope operator` "
+                         "and save {\"key_id\", \"secret\"} there)") from None
+
+
+def announced_api(data_dir: Path) -> str | None:
+    from exchange.api.server_file import SERVER_FILE
+
+    try:
+        urls = json.loads((data_dir / SERVER_FILE).read_text())
+        return str(urls["api"]) if isinstance(urls, dict) and isinstance(urls.get("api"), str) else None
+    except (OSError, ValueError):
+        return None
+
+
+@asynccontextmanager
+async def job_session(settings: Settings, catalog: Catalog, clock_ns: Callable[[], int] = time.time_ns,
+                      url: str | None = None) -> AsyncIterator[JobSession]:
+    """Offline if no server holds the data directory (and no `url`), else live against the server."""
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.store_url())
+        store.migrate()
+        service = ExchangeService(ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
+                                                snapshot_every_commands=settings.snapshot_every_commands,
+                                                snapshot_mode="inline",
+                                                audit_every_commands=settings.audit_every_commands,
+                                                deadline_poll_ms=0), store, clock_ns)
+        try:
+            try:
+                service.open()
+            except DataDirLocked as error:
+                url = announced_api(settings.data_dir)
+                if url is None:
+                    raise ValueError(f"{error}, which announced no API in {settings.data_dir}/server.json: pass "
+                                     "--url of the running exchange, or stop it to run the job offline") from None
+            else:
+                await service.start()
+                try:
+                    yield OfflineSession(service, StatementArchive(store))
+                finally:
+                    await service.stop()
+                return
+        finally:
+            service.close()
+            store.close()
+    async with _live(settings, catalog, url) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _live(settings: Settings, catalog: Catalog, url: str) -> AsyncIterator[LiveSession]:
+    from exchange.client import AsyncClient
+    from exchange.client.errors import ExchangeError
+
+    key_id, secret = operator_credentials(settings.data_dir)
+    store = Store(settings.store_url())
+    try:
+        async with AsyncClient(url, key_id, secret, timeout=60.0, max_retries=8) as client:
+            session = LiveSession(settings.data_dir, catalog, client, StatementArchive(store))
+            try:
+                try:
+                    await session.open()
+                except ExchangeError as error:
+                    raise ValueError(f"tried the running exchange at {url}: {error}") from None
+                yield session
+            finally:
+                session.close()
+    finally:
+        store.close()
 
 
 @asynccontextmanager
 async def running_service(settings: Settings, catalog: Catalog,
                           clock_ns: Callable[[], int] = time.time_ns) -> AsyncIterator[ExchangeService]:
+    """The durable service on the data directory, owned by this process (tests, offline tools)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.store_url())
     store.migrate()

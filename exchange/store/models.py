@@ -292,3 +292,52 @@ class ProjectorState(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_event_seq: Mapped[int] = mapped_column(BigInteger)
     last_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatementRecord(Base):
+    """One account's statement of record: a daily statement (`ref` the date, YYYY-MM-DD) or a delivery
+    statement (`ref` the delivery id), its JSON as the settlement job wrote it. Written by the jobs, not
+    by the projector (a statement is derived from a job's plan, not from events alone), so it is never
+    reset with the projection. Served by `GET /v1/statements`."""
+
+    __tablename__ = "statements"
+    __table_args__ = (Index(None, "account_id", "date_ns"),)
+
+    kind: Mapped[str] = mapped_column(String(LABEL_LEN), primary_key=True)        # daily | delivery
+    ref: Mapped[str] = mapped_column(String(DELIVERY_ID_LEN), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    date_ns: Mapped[int] = mapped_column(BigInteger)        # the settlement date, or the delivery's start
+    body: Mapped[bytes] = mapped_column(LargeBinary)        # UTF-8 JSON
+    written_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatementSetRecord(Base):
+    """A settlement date whose statements are all written (the daily job's completion mark: a run
+    killed after posting and before its statements leaves the date unmarked for the next run)."""
+
+    __tablename__ = "statement_sets"
+
+    kind: Mapped[str] = mapped_column(String(LABEL_LEN), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(DELIVERY_ID_LEN), primary_key=True)
+    statements: Mapped[int] = mapped_column(BigInteger)
+    written_ts_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobRunRecord(Base):
+    """One run of a settlement job by the exchange's scheduler (exchange/jobs/scheduler.py)."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index(None, "job_key"),)
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(LABEL_LEN))            # daily | delivery
+    job_key: Mapped[str] = mapped_column(String(128))              # what it settles: "daily:2026-12-04"
+    trigger: Mapped[str] = mapped_column(String(LABEL_LEN))         # schedule | catch-up | retry
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(LABEL_LEN))           # running | succeeded | failed | interrupted
+    started_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    finished_ts_ns: Mapped[int | None] = mapped_column(BigInteger)
+    progress_done: Mapped[int] = mapped_column(BigInteger)
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    counts: Mapped[str] = mapped_column(String(4_000))             # JSON object of the job's summary counts
+    error: Mapped[str | None] = mapped_column(String(4_000))

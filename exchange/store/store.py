@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,10 @@ class Store:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    def transaction(self, write: bool = False) -> AbstractContextManager[Connection]:
+        """A transaction for the store's other tables (statements, job runs: exchange/store/*.py)."""
+        return self._begin(immediate=write)
 
     # -- projection --------------------------------------------------------------------------
     def last_seq(self) -> int:

@@ -17,7 +17,8 @@ once everything is imported and the kill hooks are installed, then runs the job 
 process SIGKILL itself at the K-th pass of a point: `submit` (before the job hands the core its K-th
 command), `journaled` (the K-th batch is durable in the journal and applied to the core, not yet
 projected into the SQL store), `projected` (projected too, the job has not seen the result),
-`replace` (before the K-th atomic file rename: a statement or a snapshot being put in place).
+`replace` (before the K-th atomic file rename: a statement or a snapshot being put in place),
+`statements` (before the K-th write of statements of record to the store).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ DAILY_CLOCK_NS = T0_NS + 2 * DAY + H       # Dec 2 17:00 UTC
 DELIVERY_CLOCK_NS = DELIVERY_START_NS + DAY + H   # Dec 4 01:00 UTC: the deliveries' day is over
 SETTLEMENT_KINDS = ("variation_margin", "delivery_invoice", "delivery_damages")
 JOBS = ("daily", "delivery")
-KILL_POINTS = ("submit", "journaled", "projected", "replace")
+KILL_POINTS = ("submit", "journaled", "projected", "replace", "statements")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -215,7 +216,44 @@ def observe(settings: Settings, clock_ns: Callable[[], int],
             deliveries=dict(engine.deliveries),
             store_balances=store.balances(),
             postings=Counter(tuple(row) for row in rows),
-            statements=read_statements(settings.data_dir / "statements"))
+            statements={**read_statements(settings.data_dir / "statements"), **archived_statements(store)})
+
+
+def copy_statements(from_url: str, to_url: str) -> None:
+    """The statements of record of one store into another (they are not a projection of the journal:
+    a store rebuilt from a copied journal gets them this way)."""
+    from sqlalchemy import insert
+
+    from exchange.store.models import StatementRecord, StatementSetRecord
+
+    source, target = Store(from_url), Store(to_url)
+    try:
+        target.migrate()
+        with source.engine.connect() as conn:
+            statements = [dict(row._mapping) for row in conn.execute(select(StatementRecord.__table__))]
+            sets = [dict(row._mapping) for row in conn.execute(select(StatementSetRecord.__table__))]
+        with target.transaction(write=True) as conn:
+            if statements:
+                conn.execute(insert(StatementRecord), statements)
+            if sets:
+                conn.execute(insert(StatementSetRecord), sets)
+    finally:
+        source.close()
+        target.close()
+
+
+def archived_statements(store: Store) -> dict[str, str]:
+    """The statements of record in the store, by "store:<kind>/<ref>/<account>" (delivery status removed)."""
+    from exchange.store.models import StatementRecord
+
+    texts = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(select(StatementRecord.kind, StatementRecord.ref, StatementRecord.account_id,
+                                       StatementRecord.body)):
+            body = json.loads(row.body)
+            body.pop("status", None)
+            texts[f"store:{row.kind}/{row.ref}/{row.account_id}"] = json.dumps(body, indent=2, sort_keys=True)
+    return texts
 
 
 def read_statements(root: Path) -> dict[str, str]:
@@ -266,6 +304,14 @@ def install_kill_points(die_at: tuple[str, int] | None, passes: Counter[str]) ->
         passing("replace")
         os_replace(src, dst, **kwargs)
 
+    from exchange.store.statement_archive import StatementArchive
+    write = StatementArchive.write
+
+    def write_then(self: StatementArchive, *args: Any, **kwargs: Any) -> None:
+        passing("statements")
+        write(self, *args, **kwargs)
+
+    setattr(StatementArchive, "write", write_then)  # noqa: B010
     setattr(ExchangeService, "submit", submit_then)  # noqa: B010  (a method: mypy refuses plain assignment)
     setattr(ExchangeService, "_after_commit", after_commit_then)  # noqa: B010
     setattr(os, "replace", replace_then)  # noqa: B010
@@ -275,7 +321,7 @@ def _summary(report: Any) -> dict[str, Any]:
     from exchange.jobs.daily import DailyReport
     if isinstance(report, DailyReport):
         return {"posted": report.posted, "unchanged": report.unchanged, "refused": report.refused,
-                "expired": report.expired, "statements": len(report.statements)}
+                "expired": report.expired, "statements": report.statements_written}
     return {"statuses": [o.status for o in report.outcomes], "statements": len(report.statements)}
 
 

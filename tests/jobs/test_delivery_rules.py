@@ -17,7 +17,9 @@ import pytest
 from exchange.catalog import load_catalog
 from exchange.jobs.daily import run_daily
 from exchange.jobs.delivery import run_delivery
+from exchange.store import Store
 from exchange.telemetry import FIELDS, sign
+from exchange.testing.settlement_scenario import archived_statements
 from exchange.testing.specs import DELIVERY_START_NS, T0_NS
 from tests.jobs.test_lifecycle import DAY, SYMBOL, H, _engine_after, _through_expiry
 
@@ -144,13 +146,19 @@ def test_a_dry_run_or_a_refused_run_never_overwrites_the_statement_of_record(tmp
 
 def test_a_daily_dry_run_writes_its_statements_elsewhere(tmp_path: Path) -> None:
     settings, clock = _through_expiry(tmp_path)
-    record = settings.data_dir / "statements" / "daily"
-    kept = {p: p.read_bytes() for p in record.rglob("*") if p.is_file()}
-    assert kept
+
+    def of_record() -> dict[str, str]:
+        store = Store(settings.store_url())
+        try:
+            return archived_statements(store)
+        finally:
+            store.close()
+    kept = of_record()
+    assert kept and not (settings.data_dir / "statements" / "daily").exists()
     report = asyncio.run(run_daily(settings, load_catalog(), T0_NS + 2 * DAY - 16 * H, clock, dry_run=True,
                                    amend=True))
-    assert all("dry-run" in p.parts for p in report.statements)
-    assert {p: p.read_bytes() for p in record.rglob("*") if p.is_file()} == kept
+    assert report.statements and all("dry-run" in p.parts for p in report.statements)
+    assert of_record() == kept
 
 
 def test_the_csv_statement_has_totals_and_cash_lines(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ async def ticker(symbol: SymbolPath, runtime: RuntimeDep) -> dict[str, Any]:
     bid, ask = engine.top_of_book(symbol)
     seq, ts_ns = engine.stamp.seq, engine.stamp.ts_ns
     volume, high, low, first, last = await run_in_threadpool(runtime.store.trade_stats, symbol,
-                                                             runtime.clock_ns() - DAY_NS)
+                                                             runtime.exchange_clock_ns() - DAY_NS)
 
     def px(ticks: int | None) -> str | None:
         return present.price(ticks, spec) if ticks is not None else None
@@ -142,7 +142,7 @@ async def candles(symbol: SymbolPath, runtime: RuntimeDep, interval: Literal["1m
     `limit` intervals). Bars without trades are left out."""
     spec = runtime.spec(symbol)
     width = INTERVAL_NS[interval]
-    end = end_ns if end_ns is not None else runtime.clock_ns() + 1   # exclusive: include trades of this ns
+    end = end_ns if end_ns is not None else runtime.exchange_clock_ns() + 1   # exclusive: include trades of this ns
     start = start_ns if start_ns is not None else max(0, end - limit * width)
     start -= start % width
     if end <= start:
