@@ -50,6 +50,7 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="market feed: outbound messages queued per connection before it is a slow "
         "consumer (closed with 1013)")
     demo: bool = Field(default=True, description="`exchange serve` runs the simulated demo market (--demo/--no-demo)")
+    demo_rate_per_s: float = Field(default=20.0, gt=0, le=5_000, description="the demo market's commands per second")
     feed_gateway: bool = Field(default=True, description="`exchange serve` also runs a market-data feed gateway "
                                "process (restarted if it dies)")
     feed_host: str | None = Field(default=None, description="address the feed gateway binds (default: host)")

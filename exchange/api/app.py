@@ -32,6 +32,7 @@ from exchange.catalog.nearest import nearest_series
 from exchange.demo_market import DemoConfig, start_demo, stop_demo
 from exchange.domain.commands import CreateAccount, ListSeries
 from exchange.domain.events import Rejected
+from exchange.jobs.scheduler import Scheduler
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -51,10 +52,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None,
                clock_ns: Callable[[], int] = time.time_ns, list_calendar: bool = True,
-               demo: bool | DemoConfig = False, gateway_url: str | None = None, banner: bool = False) -> FastAPI:
+               demo: bool | DemoConfig = False, gateway_url: str | None = None, banner: bool = False,
+               scheduler: bool = False) -> FastAPI:
     """`demo` (True or a DemoConfig) runs the live demo market (exchange/demo_market.py) once ready.
     `gateway_url`: the supervised feed gateway, which `/ready` requires to be ready too. `banner`: say
-    where everything is, for a person, once ready."""
+    where everything is, for a person, once ready. `scheduler`: run the settlement calendar
+    (exchange/jobs/scheduler.py), whose jobs are clients of this server at settings.host:port."""
     settings = settings or Settings()
     catalog = catalog or load_catalog()
     metrics = Metrics()
@@ -85,18 +88,25 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         assert service.engine is not None
         await service.start()
         demo_task: asyncio.Task[None] | None = None
+        calendar: Scheduler | None = None
         try:
             if list_calendar:
                 await _list_calendar(runtime)
-            await _first_operator_key(runtime)
+            await _first_operator_key(runtime, keep=banner or scheduler)
             runtime.ready = True
             if demo:
                 app.state.demo_market, demo_task = start_demo(runtime, demo if isinstance(demo, DemoConfig) else None)
             if banner:
                 server_file.announce(settings.data_dir, f"http://{settings.host}:{settings.port}", gateway_url)
                 print_banner(runtime, demo if isinstance(demo, DemoConfig) else DemoConfig() if demo else None)
+            if scheduler:
+                calendar = Scheduler(settings, store, lambda: runtime.engine, catalog.rules, exchange_clock_ns,
+                                     _local_url(settings), metrics)
+                calendar.start()
             yield
         finally:
+            if calendar is not None:
+                await calendar.stop()
             if banner:
                 server_file.withdraw(settings.data_dir)
             if demo_task is not None:
@@ -141,6 +151,12 @@ period, priced in USD per GPU-hour on a tick grid.
 OPERATOR_KEY_FILE = "operator-key.json"
 
 
+def _local_url(settings: Settings) -> str:
+    """This server's API as a process on the same machine reaches it."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+
+
 def print_banner(runtime: Runtime, demo: DemoConfig | None) -> None:
     """A few lines on stdout for the person who ran `exchange serve` (the log is JSON on stderr)."""
     settings = runtime.settings
@@ -163,25 +179,41 @@ def print_banner(runtime: Runtime, demo: DemoConfig | None) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def _first_operator_key(runtime: Runtime) -> None:
-    """On a brand-new exchange (no API key at all), open account 1 for the operator and write a key
-    with every scope to <data>/operator-key.json (mode 0600): the way in for the first session."""
-    if runtime.store.api_key_count():
+async def _first_operator_key(runtime: Runtime, keep: bool) -> None:
+    """Keep <data>/operator-key.json (mode 0600) holding a live key with the `operator` scope: the way in
+    for the first session, and the key local operator commands and the scheduler's jobs use.
+
+    On a brand-new exchange (no API key at all) it opens account 1 for the operator with every scope.
+    Later, if the file is gone or its key revoked, a key with just `operator` is made for the lowest
+    account (delete the file and revoke the key to rotate it; the next start writes a new one)."""
+    path = runtime.settings.data_dir / OPERATOR_KEY_FILE
+    try:
+        current = json.loads(path.read_text())
+        row = runtime.store.api_key(str(current["key_id"]))
+        if row is not None and row.revoked_ts_ns is None and "operator" in row.scopes:
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    first = not runtime.store.api_key_count()
+    if not first and not keep:   # an app in a test, not `exchange serve`: nothing relies on the file
         return
-    account_id = 1
-    if account_id not in runtime.engine.accounts:
+    accounts = runtime.engine.accounts
+    account_id = 1 if first or not accounts else min(accounts)
+    scopes = ["operator", "read", "trade"] if first else ["operator"]
+    if account_id not in accounts:
         # Straight to the service: `runtime.submit` refuses commands until the app is ready.
         refused = [e for e in await runtime.service.submit(CreateAccount(account_id)) if isinstance(e, Rejected)]
         if refused:
             raise RuntimeError(f"cannot open the operator's account {account_id}: {refused[0].message}")
-    key_id, secret = runtime.store.create_api_key(account_id, ["operator", "read", "trade"], runtime.clock_ns(),
+    key_id, secret = runtime.store.create_api_key(account_id, scopes, runtime.clock_ns(),
                                                   lambda key_id: derive_secret(runtime.master_key, key_id))
-    path = runtime.settings.data_dir / OPERATOR_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump({"account_id": account_id, "key_id": key_id, "secret": secret,
-                   "scopes": ["operator", "read", "trade"]}, out, indent=2)
-    log.warning("first start: operator API key %s written to %s", key_id, path)
+        json.dump({"account_id": account_id, "key_id": key_id, "secret": secret, "scopes": scopes}, out, indent=2)
+    os.replace(temporary, path)
+    log.warning("%s: operator API key %s written to %s", "first start" if first else "no live operator key",
+                key_id, path)
 
 
 async def _list_calendar(runtime: Runtime) -> None:

@@ -54,6 +54,18 @@ class Metrics:
         self.journal_fsync_seconds = Histogram(
             "exchange_journal_fsync_seconds", "Duration of a journal group commit (flush + fsync)",
             buckets=FSYNC_BUCKETS_S, registry=registry)
+        self.job_runs = Counter(
+            "exchange_job_runs_total", "Settlement job runs by the scheduler, by kind (daily, delivery) and outcome "
+            "(succeeded, failed)", ("kind", "outcome"), registry=registry)
+        self.job_seconds = Histogram(
+            "exchange_job_seconds", "Duration of a scheduled settlement job run, by kind", ("kind",),
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), registry=registry)
+        self.job_last_success_seconds = Gauge(
+            "exchange_job_last_success_timestamp_seconds", "When a settlement job of this kind last succeeded "
+            "(market time, seconds since the epoch)", ("kind",), registry=registry)
+        self.jobs_due = Gauge(
+            "exchange_jobs_due", "Settlement jobs due and not yet succeeded (a failing job stays due)",
+            registry=registry)
         self.projector_lag_commands = Gauge(
             "exchange_projector_lag_commands", "Commands journaled but not yet projected into the store",
             registry=registry)

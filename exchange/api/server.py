@@ -17,6 +17,7 @@ import uvicorn
 
 from exchange.api.app import create_app
 from exchange.api.connection_guard import server_config
+from exchange.demo_market import DemoConfig
 from exchange.feeds.server import GatewaySupervisor
 from exchange.service import witness
 from exchange.service.recovery import check_end
@@ -86,7 +87,8 @@ def serve(settings: Settings, log_level: str = "INFO", demo: bool = False) -> No
     configure_logging(log_level)
     gateway_host = settings.feed_host or settings.host
     gateway_url = f"http://{gateway_host}:{settings.feed_port}" if settings.feed_gateway else None
-    app = create_app(settings, demo=demo, gateway_url=gateway_url, banner=True)
+    app = create_app(settings, demo=DemoConfig(rate_per_s=settings.demo_rate_per_s) if demo else False,
+                     gateway_url=gateway_url, banner=True, scheduler=settings.scheduler)
     config = server_config(app, settings, settings.host, settings.port)
     server = uvicorn.Server(config)
 

@@ -67,13 +67,14 @@ def settings_env(settings: Mapping[str, object]) -> dict[str, str]:
     return env
 
 
-def _serve_command() -> list[str]:
+def _serve_command(demo: bool = False) -> list[str]:
     """The `exchange` console script of this interpreter's environment, else `python -m exchange.cli`;
-    without the demo market (tests and benchmarks drive their own flow)."""
+    without the demo market unless `demo` (tests and benchmarks mostly drive their own flow)."""
+    flag = "--demo" if demo else "--no-demo"
     script = Path(sys.executable).parent / "exchange"
     if script.is_file() and os.access(script, os.X_OK):
-        return [str(script), "serve", "--no-demo"]
-    return [sys.executable, "-m", "exchange.cli", "serve", "--no-demo"]
+        return [str(script), "serve", flag]
+    return [sys.executable, "-m", "exchange.cli", "serve", flag]
 
 
 class ServerProcess:
@@ -84,15 +85,19 @@ class ServerProcess:
                  master_key: str | None = TEST_MASTER_KEY, database_url: str | None = None,
                  host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None,
                  cwd: Path | None = None, ready_timeout_s: float = 90.0, log_level: str = "INFO",
-                 feeds: bool = False) -> None:
+                 feeds: bool = False, demo: bool = False) -> None:
+        self.demo = demo
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(host)
         self.feeds = feeds
         self.feed_port = free_port(host) if feeds else 0
+        # The settlement scheduler is off unless asked for: most tests drive their own flow and would
+        # otherwise see its jobs' commands in the journal.
         fields: dict[str, object] = {**HIGH_RATE_LIMITS, "data_dir": self.data_dir, "master_key": master_key,
-                                     "database_url": database_url, **(settings or {}), "feed_gateway": feeds}
+                                     "database_url": database_url, "scheduler": False, **(settings or {}),
+                                     "feed_gateway": feeds}
         fields.pop("host", None)
         fields.pop("port", None)
         fields.pop("feed_port", None)
@@ -195,7 +200,8 @@ class ServerProcess:
         env["EXCHANGE_FEED_PORT"] = str(self.feed_port)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
         env["PYTHONUNBUFFERED"] = "1"
-        self.process = subprocess.Popen([*_serve_command(), "--log-level", self.log_level], cwd=self.cwd, env=env,
+        command = [*_serve_command(self.demo), "--log-level", self.log_level]
+        self.process = subprocess.Popen(command, cwd=self.cwd, env=env,
                                         stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
