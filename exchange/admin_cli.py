@@ -1,7 +1,12 @@
-"""Operator commands of the `exchange` CLI: they run against a data directory, through the same
-sequencer, journal and core as the service (the directory's lock keeps them from racing a running
-exchange). Each mutating command recovers the core, submits one or more commands, waits until they
-are durable, and prints what happened; a rejection is one red line and exit code 1."""
+"""Operator commands of the `exchange` CLI.
+
+While a server holds the data directory (its LOCK), each command works through that server's API with
+the operator key it keeps (`exchange.live_server`): reads and writes alike, answered once durable.
+Only when no server holds it does a command open the directory itself, through the same sequencer,
+journal and core as the service: it recovers the core, submits its commands, waits until they are
+durable. Either way it prints what happened; a refusal is one red line naming the mode it tried
+("live: ..." or "offline: ...") and exit code 1. `replay` and `recover` read or rewrite the whole
+directory, so they are offline only and say so when a server runs."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,11 +24,15 @@ from rich import box
 from rich.table import Table
 
 from exchange.catalog import load_catalog
+from exchange.client import Client
+from exchange.client.errors import ExchangeError
 from exchange.domain.book import BUY, SELL
 from exchange.domain.commands import Command, CreateAccount, Deposit, ListSeries, Withdraw
+from exchange.domain.engine import Engine
 from exchange.domain.events import Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.jobs.session import running_service
+from exchange.live_server import live_api, operator_credentials
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
 from exchange.service.loss import accept_loss as accept_loss_in
 from exchange.settings import Settings
@@ -56,6 +66,23 @@ def _positive_usd(text: str) -> int:
         raise ValueError(f"amount {text} is refused: it must be a positive number of USD such as 2500.00 "
                          "(a deposit credits, a withdrawal debits)")
     return micros
+
+
+def _account_view(engine: Engine, account_id: int) -> dict[str, Any]:
+    """What `GET /v1/admin/accounts/{id}` answers, from an engine opened offline."""
+    account = engine.accounts.get(account_id)
+    if account is None:
+        raise ValueError(f"offline: no account {account_id}")
+    positions = []
+    for symbol, exposure in sorted(account.exposures.items()):
+        average = exposure.average_entry_ticks()
+        tick = engine.series[symbol].spec.tick_micros
+        positions.append({"symbol": symbol, "position_lots": exposure.position_lots,
+                          "average_entry": None if average is None else f"{micros_to_usd(round(average * tick)):f}",
+                          "open_buy_lots": exposure.open_buy_lots, "open_sell_lots": exposure.open_sell_lots})
+    return {"cash": str(micros_to_usd(engine.cash_micros(account_id))),
+            "initial_margin": str(micros_to_usd(account.margin_micros)), "open_orders": len(account.orders),
+            "positions": positions}
 
 
 def require_data_dir(data_dir: Path) -> None:
@@ -104,6 +131,28 @@ def submit_all(settings: Settings, commands: Sequence[Command]) -> list[list[Any
     return results
 
 
+@contextmanager
+def _live(settings: Settings) -> Iterator[Client | None]:
+    """A client of the server holding the data directory, or None when none does (then: offline)."""
+    url = live_api(settings.data_dir)
+    if url is None:
+        yield None
+        return
+    key_id, secret = operator_credentials(settings.data_dir)
+    with Client(url, key_id, secret) as client:
+        try:
+            yield client
+        except ExchangeError as error:
+            raise ValueError(f"live (the exchange at {url} holds {settings.data_dir}): {error}") from None
+
+
+def _offline_only(settings: Settings, what: str) -> None:
+    url = live_api(settings.data_dir)
+    if url is not None:
+        raise ValueError(f"the exchange at {url} is serving {settings.data_dir}: `exchange {what}` needs the data "
+                         "directory to itself; stop the server (SIGTERM) and run it again")
+
+
 def _refused(events: list[Any]) -> str | None:
     rejected = [e for e in events if isinstance(e, Rejected)]
     return f"{rejected[0].code}: {rejected[0].message}" if rejected else None
@@ -117,6 +166,10 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """Create (or bring up to date) a data directory: list every series the calendar has open now."""
         with errors():
             settings = _settings(data, create=True)
+            if live_api(settings.data_dir) is not None:
+                console().print(f"{settings.data_dir}: served by a running exchange, which lists the calendar's "
+                                "series itself: nothing to do")
+                return
             catalog = load_catalog()
             now_ns = time.time_ns()
             with _service(settings) as service:
@@ -134,9 +187,15 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
     def account_create(account_id: int, data: DataOption = None) -> None:
         """Open a trader account (ids are positive integers chosen by the operator)."""
         with errors():
-            (events,) = submit_all(_settings(data), [CreateAccount(account_id)])
+            settings = _settings(data)
+            with _live(settings) as client:
+                if client is not None:
+                    client.create_account(account_id)
+                    console().print(f"account {account_id} created (live)")
+                    return
+            (events,) = submit_all(settings, [CreateAccount(account_id)])
             if (why := _refused(events)) is not None:
-                raise ValueError(why)
+                raise ValueError(f"offline: {why}")
             console().print(f"account {account_id} created")
 
     # A negative amount must reach the command (and be refused with a reason), not read as an option.
@@ -144,64 +203,85 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
     def deposit(account_id: int, amount_usd: str, data: DataOption = None) -> None:
         """Credit USD to an account (exact decimal, e.g. 2500.00)."""
         with errors():
-            (events,) = submit_all(_settings(data), [Deposit(account_id, _positive_usd(amount_usd))])
+            settings = _settings(data)
+            micros = _positive_usd(amount_usd)
+            with _live(settings) as client:
+                if client is not None:
+                    answer = client.deposit(account_id, str(micros_to_usd(micros)))
+                    console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
+                    return
+            (events,) = submit_all(settings, [Deposit(account_id, micros)])
             if (why := _refused(events)) is not None:
-                raise ValueError(why)
+                raise ValueError(f"offline: {why}")
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
     @app.command(context_settings={"ignore_unknown_options": True})
     def withdraw(account_id: int, amount_usd: str, data: DataOption = None) -> None:
         """Pay USD out of an account; refused if what is left would not cover its margin."""
         with errors():
-            (events,) = submit_all(_settings(data), [Withdraw(account_id, _positive_usd(amount_usd))])
+            settings = _settings(data)
+            micros = _positive_usd(amount_usd)
+            with _live(settings) as client:
+                if client is not None:
+                    answer = client.withdraw(account_id, str(micros_to_usd(micros)))
+                    console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
+                    return
+            (events,) = submit_all(settings, [Withdraw(account_id, micros)])
             if (why := _refused(events)) is not None:
-                raise ValueError(why)
+                raise ValueError(f"offline: {why}")
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
     @app.command()
     def book(symbol: str, depth: int = 10, data: DataOption = None) -> None:
         """The order book of a series, best prices first."""
-        with errors(), _service(_settings(data)) as service:
-            assert service.engine is not None
-            series = service.engine.series.get(symbol)
-            if series is None:
-                raise ValueError(f"no listed series {symbol!r}")
-            tick = series.spec.tick_micros
+        with errors():
+            settings = _settings(data)
+            bids: list[tuple[str, int, int]]
+            asks: list[tuple[str, int, int]]
+            with _live(settings) as client:
+                if client is not None:
+                    answer = client.order_book(symbol, depth=max(1, min(depth, 500)))
+                    bids = [(str(p), int(n), int(k)) for p, n, k in answer["bids"]]
+                    asks = [(str(p), int(n), int(k)) for p, n, k in answer["asks"]]
+            if client is None:
+                with _service(settings) as service:
+                    assert service.engine is not None
+                    series = service.engine.series.get(symbol)
+                    if series is None:
+                        raise ValueError(f"offline: no listed series {symbol!r}")
+                    tick = series.spec.tick_micros
+                    bids = [(str(ticks_to_price(p, tick)), n, k) for p, n, k in series.book.levels(BUY)[:depth]]
+                    asks = [(str(ticks_to_price(p, tick)), n, k) for p, n, k in series.book.levels(SELL)[:depth]]
             table = Table(title=f"{symbol} (USD per GPU-hour)", box=box.SIMPLE)
             for column in ("bid orders", "bid lots", "bid", "ask", "ask lots", "ask orders"):
                 table.add_column(column, justify="right")
-            bids, asks = series.book.levels(BUY)[:depth], series.book.levels(SELL)[:depth]
             for i in range(max(len(bids), len(asks))):
                 bid = bids[i] if i < len(bids) else None
                 ask = asks[i] if i < len(asks) else None
-                table.add_row(str(bid[2]) if bid else "", str(bid[1]) if bid else "",
-                              str(ticks_to_price(bid[0], tick)) if bid else "",
-                              str(ticks_to_price(ask[0], tick)) if ask else "",
-                              str(ask[1]) if ask else "", str(ask[2]) if ask else "")
+                table.add_row(str(bid[2]) if bid else "", str(bid[1]) if bid else "", bid[0] if bid else "",
+                              ask[0] if ask else "", str(ask[1]) if ask else "", str(ask[2]) if ask else "")
             console().print(table)
 
     @app.command()
     def positions(account_id: int, data: DataOption = None) -> None:
         """An account's cash, required margin and positions."""
-        with errors(), _service(_settings(data)) as service:
-            engine = service.engine
-            assert engine is not None
-            account = engine.accounts.get(account_id)
-            if account is None:
-                raise ValueError(f"no account {account_id}")
-            cash = engine.cash_micros(account_id)
+        with errors():
+            settings = _settings(data)
+            with _live(settings) as client:
+                view = client.account_view(account_id) if client is not None else None
+            if view is None:
+                with _service(settings) as service:
+                    assert service.engine is not None
+                    view = _account_view(service.engine, account_id)
             out = console()
-            out.print(f"account {account_id}: cash {micros_to_usd(cash)} USD, initial margin "
-                      f"{micros_to_usd(account.margin_micros)} USD, open orders {len(account.orders)}")
+            out.print(f"account {account_id}: cash {view['cash']} USD, initial margin {view['initial_margin']} USD, "
+                      f"open orders {view['open_orders']}")
             table = Table(box=box.SIMPLE)
             for column in ("series", "position lots", "average entry", "open buy lots", "open sell lots"):
                 table.add_column(column, justify="right")
-            for symbol, exposure in account.exposures.items():
-                average = exposure.average_entry_ticks()
-                tick = engine.series[symbol].spec.tick_micros
-                entry = "" if average is None else f"{micros_to_usd(round(average * tick)):f}"
-                table.add_row(symbol, str(exposure.position_lots), entry, str(exposure.open_buy_lots),
-                              str(exposure.open_sell_lots))
+            for p in view["positions"]:
+                table.add_row(p["symbol"], str(p["position_lots"]), p["average_entry"] or "", str(p["open_buy_lots"]),
+                              str(p["open_sell_lots"]))
             out.print(table)
 
     @app.command()
@@ -210,6 +290,7 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """Rebuild the core from the journal (from scratch and from snapshot + tail) and compare hashes."""
         with errors():
             settings = _settings(data)
+            _offline_only(settings, "replay")
             check = verify_replay(_config(settings), existing_store_seq(settings.store_url()))
             out = console()
             out.print(f"journal: {check.journal_seq} commands; state hash from scratch {check.from_scratch}")
@@ -228,6 +309,7 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
         """The way out when the journal lost committed records (the exchange refuses to start)."""
         with errors():
             settings = _settings(data)
+            _offline_only(settings, "recover")
             if not accept_loss:
                 raise ValueError("this accepts losing committed records for good: restore the journal from a copy "
                                  "if you have one; otherwise run again with --accept-loss")
@@ -272,23 +354,41 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
     @app.command()
     def ledger(account_id: int, limit: int = 50, data: DataOption = None) -> None:
         """Cash postings to and from an account (or a system account: -1 external, -2 fees), oldest first."""
-        with errors(), _service(_settings(data)) as service:
-            assert isinstance(service.projector, Store)
+        with errors():
+            settings = _settings(data)
+            with _live(settings) as client:
+                answer = client.account_ledger(account_id, limit=max(1, min(limit, 500))) if client else None
+            if answer is None:
+                with _service(settings) as service:
+                    assert isinstance(service.projector, Store)
+                    rows = [(r.seq, r.kind, r.from_account, r.to_account, micros_to_usd(r.amount_micros))
+                            for r in service.projector.ledger(account_id, limit=limit)]
+                    balance_micros = service.projector.balances().get(account_id)
+                    if balance_micros is None:
+                        raise ValueError(f"offline: no ledger account {account_id}")
+                    balance = micros_to_usd(balance_micros)
+            else:
+                rows = [(r["seq"], r["kind"], r["from"], r["to"], Decimal(r["amount"])) for r in answer["items"]]
+                balance = Decimal(answer["balance"])
             table = Table(title=f"ledger of {account_id}", box=box.SIMPLE)
             for column in ("seq", "kind", "from", "to", "amount USD"):
                 table.add_column(column, justify="right")
-            for row in service.projector.ledger(account_id, limit=limit):
-                signed = row.amount_micros if row.to_account == account_id else -row.amount_micros
-                table.add_row(str(row.seq), row.kind, str(row.from_account), str(row.to_account),
-                              f"{micros_to_usd(signed):f}")
-            balance = service.projector.balances().get(account_id)
-            if balance is None:
-                raise ValueError(f"no ledger account {account_id}")
+            for seq, kind, source, target, amount in rows:
+                signed = amount if target == account_id else -amount
+                table.add_row(str(seq), kind, str(source), str(target), f"{signed:f}")
             console().print(table)
-            console().print(f"balance {micros_to_usd(balance)} USD")
+            console().print(f"balance {balance} USD")
 
     @app.command()
     def snapshot(data: DataOption = None) -> None:
         """Write a snapshot of the core now."""
-        with errors(), _service(_settings(data)) as service:
-            console().print(f"wrote {service.snapshot_now()}")
+        with errors():
+            settings = _settings(data)
+            with _live(settings) as client:
+                if client is not None:
+                    answer = client.request_snapshot()
+                    console().print(f"the running exchange writes a snapshot at seq {answer['seq']} into "
+                                    f"{answer['snapshot_dir']} (in the background)")
+                    return
+            with _service(settings) as service:
+                console().print(f"wrote {service.snapshot_now()}")

@@ -33,6 +33,7 @@ from exchange.demo_market import DemoConfig, start_demo, stop_demo
 from exchange.domain.commands import CreateAccount, ListSeries
 from exchange.domain.events import Rejected
 from exchange.jobs.scheduler import Scheduler
+from exchange.live_server import OPERATOR_KEY_FILE
 from exchange.service.exchange_service import ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.signing import derive_secret
@@ -148,7 +149,6 @@ period, priced in USD per GPU-hour on a tick grid.
   gateway) are described by the AsyncAPI document at `/asyncapi.json`.
 """
 
-OPERATOR_KEY_FILE = "operator-key.json"
 
 
 def _local_url(settings: Settings) -> str:

@@ -350,6 +350,22 @@ class BaseClient(ABC, Generic[R]):
         return self._call(Call.mutation("PUT", f"/v1/admin/series/{segment(symbol)}/halt",
                                         {"halted": flag(halted, "halted")}, idempotency_key=idempotency_key))
 
+    def account_view(self, account_id: int) -> R:
+        """GET /v1/admin/accounts/{id} [operator]: cash, initial margin, open orders and positions."""
+        return self._call(Call.get(f"/v1/admin/accounts/{whole(account_id, 'account_id')}"))
+
+    def account_ledger(self, ledger_account: int, limit: int | None = None, after_seq: int | None = None) -> R:
+        """GET /v1/admin/ledger/{account} [operator]: postings oldest first and the balance (system
+        accounts too: -1 external, -2 fees, -3 settlement)."""
+        if isinstance(ledger_account, bool) or not isinstance(ledger_account, int):
+            raise TypeError("ledger_account must be an int")
+        return self._call(Call.get(f"/v1/admin/ledger/{ledger_account}",
+                                   {"limit": _opt_int(limit, "limit"), "after_seq": _opt_int(after_seq, "after_seq")}))
+
+    def request_snapshot(self) -> R:
+        """POST /v1/admin/snapshots [operator]: snapshot the core after the next commit."""
+        return self._call(Call.mutation("POST", "/v1/admin/snapshots"))
+
     def submit_command(self, command: Sequence[Any]) -> R:
         """POST /v1/admin/commands [operator]: one settlement command as the journal encodes it
         (`exchange.journal.codec.encode_command`: SettleDaily, AssignDeliveries, SettleDelivery or

@@ -18,7 +18,6 @@ store's statement archive. The same journal gives the same plans and digests in 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from exchange.catalog import Catalog
 from exchange.domain.commands import AdvanceTime, Command
 from exchange.domain.engine import Engine
 from exchange.domain.events import Event
+from exchange.live_server import announced_api, operator_credentials
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig
 from exchange.settings import Settings
 from exchange.store import Store
@@ -133,30 +133,6 @@ class LiveSession:
 
     def close(self) -> None:
         self.replica.close()
-
-
-def operator_credentials(data_dir: Path) -> tuple[str, str]:
-    """The operator key (key id, secret) the exchange keeps in <data>/operator-key.json."""
-    from exchange.api.app import OPERATOR_KEY_FILE
-
-    path = data_dir / OPERATOR_KEY_FILE
-    try:
-        key = json.loads(path.read_text())
-        return str(key["key_id"]), str(key["secret"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"tried the running exchange's API, but found no operator key in {path} (the exchange "
-                         "writes it at start; or create one with `exchange apikey create ACCOUNT --scope operator` "
-                         "and save {\"key_id\", \"secret\"} there)") from None
-
-
-def announced_api(data_dir: Path) -> str | None:
-    from exchange.api.server_file import SERVER_FILE
-
-    try:
-        urls = json.loads((data_dir / SERVER_FILE).read_text())
-        return str(urls["api"]) if isinstance(urls, dict) and isinstance(urls.get("api"), str) else None
-    except (OSError, ValueError):
-        return None
 
 
 @asynccontextmanager

@@ -102,6 +102,7 @@ class ExchangeService:
         self.recovery: RecoveryReport | None = None
         self._lock: IO[bytes] | None = None
         self._since_snapshot = 0
+        self._snapshot_requested = False
         self._children: list[int] = []
         self._deadline_task: asyncio.Task[None] | None = None
         self._projection: ProjectionWorker | None = None
@@ -242,6 +243,11 @@ class ExchangeService:
         self._since_snapshot = 0
         return write_snapshot(self.config.snapshot_dir, self.engine, self.journal.committed_seq)
 
+    def request_snapshot(self) -> None:
+        """Snapshot after the next committed batch (an operator's `exchange snapshot` on a live
+        exchange: the caller submits a command so that there is one)."""
+        self._snapshot_requested = True
+
     def add_listener(self, listener: Callable[[list[Sequenced]], None]) -> None:
         """Also call `listener(batch)` on the event loop after each committed batch (after the projection
         is handed it). It must not block; whatever it raises is logged and counted (`listener_errors`),
@@ -263,7 +269,8 @@ class ExchangeService:
                 log.exception("on-commit listener %r failed for seq %d..%d", listener, batch[0].seq, batch[-1].seq)
         self._since_snapshot += len(batch)
         every = self.config.snapshot_every_commands
-        if every and self._since_snapshot >= every:
+        if self._snapshot_requested or (every and self._since_snapshot >= every):
+            self._snapshot_requested = False
             self._since_snapshot = 0
             self._snapshot_in_background(batch[-1].seq)
         self._reap_children(block=False)

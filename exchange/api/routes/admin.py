@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from exchange.api import present
@@ -29,7 +29,15 @@ from exchange.api.schemas import (
 )
 from exchange.catalog import CatalogError, SymbolError
 from exchange.domain.codes import RejectCode
-from exchange.domain.commands import CreateAccount, Deposit, HaltSeries, ListSeries, SetAccountEnabled, Withdraw
+from exchange.domain.commands import (
+    AdvanceTime,
+    CreateAccount,
+    Deposit,
+    HaltSeries,
+    ListSeries,
+    SetAccountEnabled,
+    Withdraw,
+)
 from exchange.domain.units import UnitError, usd_to_micros
 from exchange.signing import derive_secret
 
@@ -151,3 +159,47 @@ async def halt_series(symbol: SymbolPath, body: HaltBody, request: Request, prin
         return 200, _series(runtime, symbol)
 
     return await idempotent(request, runtime, principal, action)
+
+
+@router.get("/accounts/{account_id}")
+async def account_view(account_id: AccountId, principal: Operator, runtime: RuntimeDep) -> dict[str, Any]:
+    """An account as the core holds it now: cash, required margin, open orders, positions."""
+    engine = runtime.engine
+    account = engine.accounts.get(account_id)
+    if account is None:
+        raise ApiError(404, RejectCode.UNKNOWN_ACCOUNT, f"no account {account_id}")
+    positions = []
+    for symbol, exposure in sorted(account.exposures.items()):
+        spec = engine.series[symbol].spec
+        average = exposure.average_entry_ticks()
+        positions.append({"symbol": symbol, "position_lots": exposure.position_lots,
+                          "average_entry": None if average is None else present.usd(round(average * spec.tick_micros)),
+                          "open_buy_lots": exposure.open_buy_lots, "open_sell_lots": exposure.open_sell_lots})
+    return {"account_id": account_id, "enabled": account.enabled, "cash": present.usd(engine.cash_micros(account_id)),
+            "initial_margin": present.usd(account.margin_micros), "open_orders": len(account.orders),
+            "positions": positions, "seq": engine.stamp.seq}
+
+
+@router.get("/ledger/{ledger_account}")
+async def ledger(ledger_account: Annotated[int, Path(ge=-3, le=ACCOUNT_ID_MAX)], principal: Operator,
+                 runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                 after_seq: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """Postings to and from a ledger account (a trader, or -1 external, -2 fees, -3 settlement), oldest
+    first after `after_seq` (pass the last row's seq for the next page), and its balance."""
+    rows = await run_in_threadpool(runtime.store.ledger, ledger_account, limit, after_seq)
+    balance = (await run_in_threadpool(runtime.store.balances)).get(ledger_account)
+    if balance is None:
+        raise ApiError(404, ApiCode.NOT_FOUND, f"no ledger account {ledger_account}")
+    return {"ledger_account": ledger_account, "balance": present.usd(balance),
+            "items": [{"seq": r.seq, "leg": r.leg, "ts_ns": r.ts_ns, "kind": r.kind, "from": r.from_account,
+                       "to": r.to_account, "amount": present.usd(r.amount_micros), "symbol": r.symbol}
+                      for r in rows],
+            "next_after_seq": rows[-1].seq if len(rows) >= limit else None}
+
+
+@router.post("/snapshots", status_code=202)
+async def snapshot(principal: Operator, runtime: RuntimeDep) -> dict[str, Any]:
+    """Write a snapshot of the core after the next commit (in the background, as the periodic ones)."""
+    runtime.service.request_snapshot()
+    result = await runtime.submit_sequenced(AdvanceTime())
+    return {"seq": result.seq, "snapshot_dir": str(runtime.service.config.snapshot_dir)}
