@@ -56,6 +56,19 @@ def sign(secret: str, timestamp_s: int | str, method: str, path_with_query: str,
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
+def body_mac(secret: str, timestamp_s: int | str, method: str, path_with_query: str,
+             idempotency_key: str | None = None) -> hmac.HMAC:
+    """An HMAC fed everything signed but the body: `update()` it with the body as it streams by, then
+    `mac_signature()` is `sign(...)` of the whole (a file upload is signed and checked this way, never
+    held in memory)."""
+    return hmac.new(secret.encode(), prehash(timestamp_s, method, path_with_query, b"", idempotency_key),
+                    hashlib.sha256)
+
+
+def mac_signature(mac: hmac.HMAC) -> str:
+    return base64.b64encode(mac.digest()).decode()
+
+
 def signature_matches(secret: str, signature: str, timestamp_s: int | str, method: str, path_with_query: str,
                       body: bytes | str = b"", idempotency_key: str | None = None) -> bool:
     """Constant-time comparison of a received signature with the expected one."""

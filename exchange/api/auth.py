@@ -10,6 +10,7 @@ Failed authentications are rate limited per IP and per (key id, IP) before any o
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Protocol
@@ -77,13 +78,16 @@ def check_rate(runtime: AuthContext, key_id: str | None, ip: str) -> None:
 
 def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | None, signature: str | None,
                   method: str, path_with_query: str, body: bytes, *, ip: str,
-                  idempotency_key: str | None = None, acting: bool | None = None) -> Principal:
+                  idempotency_key: str | None = None, acting: bool | None = None,
+                  expected_signature: str | None = None, at_ns: int | None = None) -> Principal:
     """The key's principal if the signature checks out; raises the specific 401 otherwise.
 
     Failed attempts are counted per client IP and per (key id, IP): past their budget the caller gets
     429 with Retry-After before any verification work, so a flood of bad signatures costs next to
     nothing and cannot slow order entry, while the real key keeps working from its own IPs.
-    `acting` (default: any method but GET/HEAD) requests are accepted once per signature."""
+    `acting` (default: any method but GET/HEAD) requests are accepted once per signature.
+    A streamed body (an upload) is not in `body`: the route computed `expected_signature` as it read it
+    (`exchange.signing.body_mac`), and `at_ns` is when the request arrived (the window is judged then)."""
     limits = runtime.limits
     now_ns = runtime.clock_ns()
     wait_ms = limits.auth_failure_wait_ms(key_id, ip, now_ns)
@@ -92,7 +96,8 @@ def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | Non
                        f"too many failed authentications from this address: retry in {wait_ms} ms",
                        {"retry_after_ms": wait_ms}, retry_after_s=retry_after_seconds(wait_ms))
     try:
-        principal = _verify(runtime, key_id, timestamp, signature, method, path_with_query, body, idempotency_key)
+        principal = _verify(runtime, key_id, timestamp, signature, method, path_with_query, body, idempotency_key,
+                            expected_signature, now_ns if at_ns is None else at_ns)
         if acting if acting is not None else method not in ("GET", "HEAD"):
             assert key_id is not None and timestamp is not None and signature is not None
             try:
@@ -113,7 +118,8 @@ def verify_signed(runtime: AuthContext, key_id: str | None, timestamp: str | Non
 
 
 def _verify(runtime: AuthContext, key_id: str | None, timestamp: str | None, signature: str | None,
-            method: str, path_with_query: str, body: bytes, idempotency_key: str | None) -> Principal:
+            method: str, path_with_query: str, body: bytes, idempotency_key: str | None,
+            expected_signature: str | None, now_ns: int) -> Principal:
     if not key_id or not timestamp or not signature:
         missing = [name for name, value in ((HEADER_KEY, key_id), (HEADER_TIMESTAMP, timestamp),
                                             (HEADER_SIGNATURE, signature)) if not value]
@@ -125,7 +131,7 @@ def _verify(runtime: AuthContext, key_id: str | None, timestamp: str | None, sig
         raise _unauthorized(ApiCode.AUTH_INVALID_TIMESTAMP,
                             f"{HEADER_TIMESTAMP} must be seconds since the epoch: an integer, or with up to 6 "
                             "decimals")
-    skew_s = int(timestamp.partition(".")[0]) - runtime.clock_ns() // 1_000_000_000
+    skew_s = int(timestamp.partition(".")[0]) - now_ns // 1_000_000_000
     window_s = runtime.settings.signature_window_s
     if abs(skew_s) > window_s:
         raise _unauthorized(ApiCode.AUTH_TIMESTAMP_OUT_OF_WINDOW,
@@ -135,8 +141,12 @@ def _verify(runtime: AuthContext, key_id: str | None, timestamp: str | None, sig
         raise _unauthorized(ApiCode.AUTH_UNKNOWN_KEY, "unknown API key")
     if row.revoked_ts_ns is not None:
         raise _unauthorized(ApiCode.AUTH_KEY_REVOKED, "this API key has been revoked")
-    if not signature_matches(runtime.secret(key_id), signature, timestamp, method, path_with_query, body,
-                             idempotency_key):
+    if expected_signature is not None:
+        matches = hmac.compare_digest(expected_signature.encode(), signature.encode("utf-8", "replace"))
+    else:
+        matches = signature_matches(runtime.secret(key_id), signature, timestamp, method, path_with_query, body,
+                                    idempotency_key)
+    if not matches:
         raise _unauthorized(ApiCode.AUTH_BAD_SIGNATURE,
                             "signature does not match timestamp + method + path [+ Idempotency-Key] + body")
     return Principal(row.key_id, row.account_id, row.scopes)

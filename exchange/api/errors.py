@@ -44,8 +44,6 @@ class ApiCode(StrEnum):
     IDEMPOTENCY_KEY_CONFLICT = "idempotency_key_conflict"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     # -- operator jobs and uploads ----------------------------------------------------------------
-    COMMAND_NOT_ALLOWED = "command_not_allowed"      # POST /v1/admin/commands takes settlement commands only
-    UPLOAD_DIGEST_MISMATCH = "upload_digest_mismatch"
     UPLOAD_EXISTS = "upload_exists"                  # a telemetry file of that name with other content
     # -- capacity ----------------------------------------------------------------------------------
     RATE_LIMITED = "rate_limited"

@@ -64,6 +64,14 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("DELETE", "/v1/admin/api-keys/{key_id}"): ("revoke_api_key", "Revoke an API key"),
     ("POST", "/v1/admin/series"): ("add_series", "List a series for trading"),
     ("PUT", "/v1/admin/series/{symbol}/halt"): ("set_series_halted", "Halt or resume a series"),
+    ("GET", "/v1/statements"): ("list_statements", "List your statements"),
+    ("GET", "/v1/statements/{kind}/{ref}"): ("get_statement", "Get a statement (JSON, CSV or HTML)"),
+    ("GET", "/v1/admin/accounts/{account_id}"): ("get_account_view", "Get an account's cash and positions"),
+    ("GET", "/v1/admin/ledger/{ledger_account}"): ("list_account_ledger", "List a ledger account's postings"),
+    ("POST", "/v1/admin/snapshots"): ("request_snapshot", "Snapshot the core"),
+    ("POST", "/v1/admin/commands"): ("submit_settlement_command", "Submit a settlement command"),
+    ("GET", "/v1/admin/jobs"): ("list_job_runs", "List settlement job runs"),
+    ("PUT", "/v1/admin/telemetry/{name}"): ("upload_telemetry", "Upload a probe telemetry file"),
 }
 
 TAGS: list[dict[str, str]] = [
@@ -72,7 +80,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "orders", "description": "Order entry and queries: signed, `trade` scope to change, `read` to look."},
     {"name": "account", "description": "The signed-in account: fills, positions, balances, ledger (`read`)."},
     {"name": "settlement", "description": "Published settlement prices (public) and your deliveries (`read`)."},
-    {"name": "operator", "description": "Accounts, cash, API keys, listing and halting series (`operator`)."},
+    {"name": "operator", "description": "Accounts, cash, API keys, listing and halting series, settlement jobs "
+                                        "and telemetry uploads (`operator`)."},
     {"name": "operations", "description": "Liveness, readiness, Prometheus metrics."},
 ]
 
@@ -286,6 +295,13 @@ PARAMETERS: dict[str, Doc] = {
     "date": ("a settlement date, YYYY-MM-DD", "2026-12-02"),
     "since": ("only items at or after this " + _TIME, TS - 3_600 * 10**9),
     "until": ("only items before this " + _TIME, TS),
+    "kind": ("daily or delivery", "daily"),
+    "ref": ("the settlement date (daily, YYYY-MM-DD) or the delivery id (delivery)", "2026-12-02"),
+    "format": ("json (default), csv or html", "csv"),
+    "ledger_account": ("a trader account, or -1 external, -2 fees, -3 settlement", 1001),
+    "after_seq": ("postings after this event seq (the previous page's next_after_seq)", 0),
+    "state": ("only runs in this state", "failed"),
+    "name": ("the file's name in the inbox: letters, digits, . _ -, ending .csv or .jsonl", "probe-2026-12-03.csv"),
 }
 # ... where one name means different things on different paths.
 PATH_PARAMETERS: dict[tuple[str, str], Doc] = {
@@ -296,11 +312,16 @@ PATH_PARAMETERS: dict[tuple[str, str], Doc] = {
     ("/v1/orders", "status"): ("open (default), closed (filled, canceled or expired) or all", "all"),
     ("/v1/series/{symbol}/trades", "cursor"): ("an opaque cursor: the next_cursor (older trades) or prev_cursor "
                                                "(newer trades) of a previous page, passed back unchanged", "o1234"),
+    ("/v1/statements", "cursor"): ("the next_cursor of the previous page, passed back unchanged",
+                                   "1796169600000000000.daily.2026-12-02"),
+    ("/v1/admin/jobs", "cursor"): ("the next_cursor of the previous page (a run id), passed back unchanged", "42"),
+    ("/v1/admin/jobs", "kind"): ("only runs of this job: daily or delivery", "daily"),
     ("/v1/fills", "cursor"): ("an opaque cursor: the next_cursor (older fills) or prev_cursor (newer fills) of a "
                               "previous page, passed back unchanged", f"o120345.{SYMBOL}.1234"),
 }
 # Operations whose success answer is not JSON get their example here.
 CONTENT_EXAMPLES: dict[str, str] = {
+    "get_statement": "symbol,settlement_price,method,prior_settlement_price,position_lots,variation_margin\n",
     "get_metrics": "# HELP exchange_journal_seq The last committed journal seq\nexchange_journal_seq 120345\n",
 }
 
@@ -333,6 +354,9 @@ def required_scope(route: APIRoute) -> str | None:
         call: Callable[..., Any] | None = dependency.call
         if call in scopes:
             return scopes[call]
+        declared = getattr(call, "required_scope", None)   # a route that verifies its signature itself
+        if isinstance(declared, str):
+            return declared
         pending.extend(dependency.dependencies)
     return None
 

@@ -434,3 +434,59 @@ class TradePage(BaseModel, Generic[T]):
                                     "there are none", examples=["o1234"])
     prev_cursor: str | None = Field(description="pass as `cursor` for trades newer than this page (poll with it "
                                     "for new trades); null only past the oldest end", examples=["n1241"])
+
+
+class PositionViewOut(BaseModel):
+    """One series' position and open orders of an account."""
+
+    symbol: str = Field(description="the series", examples=["H100-M40-261203"])
+    position_lots: int = Field(description="the net position in lots: positive long, negative short", examples=[2])
+    average_entry: str | None = Field(description="the average entry price (USD per GPU-hour); null when flat",
+                                      examples=["2.400000"])
+    open_buy_lots: int = Field(description="lots of open buy orders", examples=[0])
+    open_sell_lots: int = Field(description="lots of open sell orders", examples=[5])
+
+
+class AccountViewOut(BaseModel):
+    """An account as the core holds it now (operator view)."""
+
+    account_id: int = Field(description="the account's id", examples=[1001])
+    enabled: bool = Field(description="whether it may trade", examples=[True])
+    cash: str = Field(description="cash (USD)", examples=["10000.000000"])
+    initial_margin: str = Field(description="initial margin held (USD)", examples=["605.296000"])
+    open_orders: int = Field(description="open orders", examples=[3])
+    positions: list[PositionViewOut] = Field(description="per series")
+    seq: int = Field(description="the journal seq this reflects", examples=[120345])
+
+
+class LedgerRowOut(BaseModel):
+    """One posting to or from a ledger account."""
+
+    seq: int = Field(description="the event seq that posted it", examples=[120345])
+    leg: int = Field(description="the posting's number within its event", examples=[0])
+    ts_ns: int = Field(description="when, ns since the epoch", examples=[1796225400000000000])
+    kind: str = Field(description="deposit, withdrawal, fee, variation_margin, delivery_invoice, delivery_damages",
+                      examples=["deposit"])
+    from_: int = Field(alias="from", description="the paying ledger account (-1 external, -2 fees, -3 settlement)",
+                       examples=[-1])
+    to: int = Field(description="the receiving ledger account", examples=[1001])
+    amount: str = Field(description="USD moved, positive", examples=["2500.000000"])
+    symbol: str | None = Field(description="the series, for fees, variation margin and deliveries",
+                               examples=[None])
+
+
+class LedgerOut(BaseModel):
+    """A ledger account's postings, oldest first, and its balance."""
+
+    ledger_account: int = Field(description="the ledger account", examples=[1001])
+    balance: str = Field(description="its balance now (USD)", examples=["2500.000000"])
+    items: list[LedgerRowOut] = Field(description="this page's postings")
+    next_after_seq: int | None = Field(description="pass as `after_seq` for the next page; null on the last",
+                                       examples=[None])
+
+
+class SnapshotOut(BaseModel):
+    """A snapshot requested."""
+
+    seq: int = Field(description="the journal seq the snapshot is taken after", examples=[120345])
+    snapshot_dir: str = Field(description="where it is written", examples=["/var/lib/exchange/snapshots"])

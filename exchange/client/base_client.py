@@ -366,12 +366,12 @@ class BaseClient(ABC, Generic[R]):
         """POST /v1/admin/snapshots [operator]: snapshot the core after the next commit."""
         return self._call(Call.mutation("POST", "/v1/admin/snapshots"))
 
-    def submit_command(self, command: Sequence[Any]) -> R:
-        """POST /v1/admin/commands [operator]: one settlement command as the journal encodes it
-        (`exchange.journal.codec.encode_command`: SettleDaily, AssignDeliveries, SettleDelivery or
-        AdvanceTime), answered once durable with {"seq", "ts_ns", "events"}. The settlement jobs use it
-        against a running exchange; each command is idempotent by its digest, so retries are safe."""
-        return self._call(Call.mutation("POST", "/v1/admin/commands", {"command": list(command)}))
+    def submit_command(self, command: Mapping[str, Any]) -> R:
+        """POST /v1/admin/commands [operator]: one settlement command as typed JSON ({"kind":
+        "settle_daily" | "assign_deliveries" | "settle_delivery" | "advance_time", ...}: see
+        `exchange.api.job_schemas`), answered once durable with {"seq", "ts_ns", "events"}. The
+        settlement jobs use it against a running exchange; each command is idempotent by its digest."""
+        return self._call(Call.mutation("POST", "/v1/admin/commands", {"command": dict(command)}))
 
     def job_runs(self, limit: int | None = None, cursor: str | None = None, state: str | None = None,
                  kind: str | None = None) -> R:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from exchange.signing import HEADER_IDEMPOTENCY_KEY, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign
+from exchange.signing import (
+    HEADER_IDEMPOTENCY_KEY,
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    body_mac,
+    mac_signature,
+    sign,
+)
 
 
 def system_clock_s() -> int:
@@ -55,3 +63,12 @@ class Signer:
         if idempotency_key is not None:
             headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
         return headers
+
+    def stream_headers(self, method: str, path_with_query: str, chunks: Iterable[bytes]) -> dict[str, str]:
+        """The auth headers for a body read from `chunks` (a file, read once here to sign it; send the
+        same bytes after): signed exactly as `headers` would sign them, without holding the body."""
+        timestamp_s = self.timestamp()
+        mac = body_mac(self._secret, timestamp_s, method, path_with_query)
+        for chunk in chunks:
+            mac.update(chunk)
+        return {HEADER_KEY: self.key_id, HEADER_TIMESTAMP: timestamp_s, HEADER_SIGNATURE: mac_signature(mac)}

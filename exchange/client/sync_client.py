@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from exchange.client.base_client import DEFAULT_TIMEOUT_S, USER_AGENT, BaseClient, decode_response, network_error
-from exchange.client.calls import Call
+from exchange.client.calls import Call, segment
 from exchange.client.errors import ExchangeError
 from exchange.client.retry import RetryPolicy
 from exchange.client.signer import system_clock_s
@@ -61,6 +62,24 @@ class Client(BaseClient[JSON]):
                 raise error
             self._sleep(delay)
             attempt += 1
+
+    def upload_telemetry(self, path: Path, name: str | None = None) -> JSON:
+        """PUT /v1/admin/telemetry/{name} [operator]: stream a probe file (.csv, .jsonl) into the
+        exchange's telemetry inbox (read twice: once to sign it, once to send it; never held in memory).
+        Safe to retry: the same file again is answered {"created": false}."""
+        if self.signer is None:
+            raise ValueError("uploading telemetry needs an API key (key_id and secret)")
+        target = f"{self._prefix}/v1/admin/telemetry/{segment(name or path.name)}"   # the prefix is signed too
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as source:
+                while chunk := source.read(1 << 20):
+                    yield chunk
+        headers = self.signer.stream_headers("PUT", target, chunks())
+        # No read or write deadline: a large file takes as long as it takes (the server bounds its size).
+        response = self._http.put(self._origin + target, content=chunks(), headers=headers,
+                                  timeout=httpx.Timeout(30.0, read=None, write=None))
+        return decode_response(response.status_code, response.content, response.headers)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -8,8 +8,9 @@ whose digest covers the accepted records (order-independent) and the replacement
 the same input posts nothing, different input is refused unless `--amend`, which posts corrections.
 
 The telemetry deadline (rulebook §8 v2): records of a delivery are accepted until
-`telemetry_deadline_hours` (48) after its period ends, judged at the job's run time (the time a file
-reaches the exchange is when a job reads it). A run at or after a delivery's deadline rejects its
+`telemetry_deadline_hours` (48) after its period ends, judged by when the file reached the exchange:
+a file in the telemetry inbox when it entered it (its modification time: an upload stamps the
+exchange's time), any other file when the job reads it. A run at or after a delivery's deadline rejects its
 records as `late` (an `--amend` run takes them), and settles every assigned delivery past its deadline
 that is not settled yet, with what was accepted before: a delivery with no accepted record settles
 with E = 0 (no invoice, full damages, a default), so silence is never cheaper than a bad measurement.
@@ -37,6 +38,7 @@ from exchange.domain.engine import Delivery
 from exchange.domain.events import DeliverySettled, DeliverySettlementDuplicate, Rejected
 from exchange.domain.spec import SeriesSpec
 from exchange.domain.units import NS_PER_HOUR, price_to_ticks
+from exchange.jobs.inbox import inbox_dir
 from exchange.jobs.session import job_session
 from exchange.settings import Settings
 from exchange.telemetry.reader import read_telemetry
@@ -156,8 +158,14 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
         past_deadline = {d.delivery_id for d in deliveries.values()
                          if now_ns >= specs[d.symbol].delivery_end_ns + deadline_ns}
         windows = {d.delivery_id: DeliveryWindow(specs[d.symbol].delivery_start_ns, specs[d.symbol].delivery_end_ns,
-                                                 d.gpus, late=d.delivery_id in past_deadline and not amend)
+                                                 d.gpus, deadline_ns=None if amend else
+                                                 specs[d.symbol].delivery_end_ns + deadline_ns)
                    for d in deliveries.values()}
+        # When each file reached the exchange: an inbox file when it entered the inbox (an upload stamps
+        # it with the exchange's time), any other when this run reads it.
+        inbox = inbox_dir(settings.data_dir).resolve()
+        arrivals = {Path(p): (Path(p).stat().st_mtime_ns if Path(p).resolve().parent == inbox else now_ns)
+                    for p in paths}
         # Every input is checked before the first posting: a wrong --rrp is an error, never ignored.
         for symbol, price in (rrp or {}).items():
             if symbol not in specs:
@@ -167,7 +175,7 @@ async def run_delivery(settings: Settings, catalog: Catalog, paths: Sequence[Pat
                 raise ValueError(f"--rrp {symbol}={price}: a replacement reference price must be positive")
         rrp_ticks = {symbol: price_to_ticks(price, specs[symbol].tick_micros, f"RRP of {symbol}")
                      for symbol, price in (rrp or {}).items()}
-        items = read_telemetry(paths, windows, settings.load_probe_key())
+        items = read_telemetry(paths, windows, settings.load_probe_key(), arrivals=arrivals)
         if rejects_path is not None:
             with RejectsWriter(rejects_path) as rejects:
                 inputs = fold(items, deliveries, specs, catalog, summary, rejects, progress)

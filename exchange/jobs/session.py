@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from exchange.api.job_schemas import command_json
 from exchange.catalog import Catalog
 from exchange.domain.commands import AdvanceTime, Command
 from exchange.domain.engine import Engine
@@ -98,17 +99,13 @@ class LiveSession:
         return engine
 
     async def open(self) -> None:
-        from exchange.journal.codec import encode_command
-
-        answer = await self.client.submit_command(encode_command(AdvanceTime()))   # the barrier
+        answer = await self.client.submit_command(command_json(AdvanceTime()))   # the barrier
         self.until_seq = int(answer["seq"])
         await asyncio.to_thread(self.replica.open)
         await self._follow(self.until_seq)
 
     async def submit(self, command: Command) -> list[Event]:
-        from exchange.journal.codec import encode_command
-
-        answer = await self.client.submit_command(encode_command(command))
+        answer = await self.client.submit_command(command_json(command))
         seq = int(answer["seq"])
         await self._follow(seq)
         events = self._events.pop(seq, None)

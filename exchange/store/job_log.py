@@ -97,7 +97,7 @@ class JobLog:
     def page(self, limit: int, before_run_id: int | None = None, state: str | None = None,
              kind: str | None = None) -> list[JobRun]:
         """Runs newest first."""
-        assert 0 < limit <= PAGE_MAX
+        assert 0 < limit <= PAGE_MAX + 1   # a route asks one more than a page to know if another follows
         query = select(JobRunRecord.__table__)
         if before_run_id is not None:
             query = query.where(JobRunRecord.run_id < before_run_id)

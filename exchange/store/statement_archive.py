@@ -55,7 +55,7 @@ class StatementArchive:
     def page(self, account_id: int, kind: str | None, limit: int,
              before: tuple[int, str, str] | None = None) -> list[StatementRow]:
         """An account's statements, newest first (date, then kind and ref descending), after `before`."""
-        assert 0 < limit <= PAGE_MAX
+        assert 0 < limit <= PAGE_MAX + 1   # a route asks one more than a page to know if another follows
         t = StatementRecord
         query = select(t.kind, t.ref, t.account_id, t.date_ns, t.body).where(t.account_id == account_id)
         if kind is not None:

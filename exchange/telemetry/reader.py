@@ -24,7 +24,9 @@ Per-record checks, in this order; the first failing one is the reason:
 6. unknown_delivery; 7. hour_outside_period;
 8. out_of_range: gpus not in 1..72 (one node; it may exceed the delivery's G, whose cap applies to the
    hour's sum), available or probe_mfu not in 0..1;
-8b. late: the delivery's telemetry deadline passed before this run (`DeliveryWindow.late`);
+8b. late: the file arrived at or after the delivery's telemetry deadline (`DeliveryWindow.deadline_ns`
+    against the file's arrival: an inbox file's time in the inbox, else the run's time), or the window
+    says so (`DeliveryWindow.late`);
 9. same (delivery, node, hour) as an accepted record: the same six values as written -> a
     DuplicateRecord (ignored, counted); other values -> rejected as conflict (the first one stands).
 """
@@ -80,13 +82,18 @@ class _Source:
     format: Format
     columns: tuple[int, ...] = ()  # CSV: the cell index of each of FIELDS
     width: int = 0  # CSV: number of header cells
+    arrived_ns: int | None = None   # when the file reached the exchange (the telemetry deadline's reference)
 
 
 def read_telemetry(paths: Iterable[Path | str], deliveries: Mapping[str, DeliveryWindow], probe_key: bytes,
-                   *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[TelemetryItem]:
+                   *, max_line_bytes: int = MAX_LINE_BYTES,
+                   arrivals: Mapping[Path, int] | None = None) -> Iterator[TelemetryItem]:
     """Check every file's type and header now (TelemetryFileError), then stream the items of all
-    files; duplicates and conflicts are detected across the files of one call."""
+    files; duplicates and conflicts are detected across the files of one call. `arrivals`: when each
+    file reached the exchange (ns), judged against each delivery's `deadline_ns`."""
     sources = [_inspect(Path(path), max_line_bytes) for path in paths]
+    if arrivals is not None:
+        sources = [_Source(s.path, s.format, s.columns, s.width, arrivals.get(s.path)) for s in sources]
     return _stream(sources, _Validator(deliveries, probe_key), max_line_bytes)
 
 
@@ -147,7 +154,7 @@ def _stream(sources: list[_Source], validator: _Validator, max_line_bytes: int) 
                 values: list[str] | None = None
                 try:
                     values = _csv_values(raw, source) if csv_file else _json_values(raw)
-                    yield validator.check(name, line_no, raw, values)
+                    yield validator.check(name, line_no, raw, values, source.arrived_ns)
                 except RecordError as error:
                     # The delivery it names, read through the header (columns come in any order), so the
                     # rejection counts against its delivery; "" when the line was not a record at all.
@@ -214,7 +221,8 @@ class _Validator:
         self._gpus: dict[str, int] = {}
         self._decimals: dict[str, Decimal] = {}
 
-    def check(self, source: str, line_no: int, raw: str, values: list[str]) -> TelemetryItem:
+    def check(self, source: str, line_no: int, raw: str, values: list[str],
+              arrived_ns: int | None = None) -> TelemetryItem:
         delivery_id, node_id, hour_text, gpus_text, available_text, mfu_text, signature = values
         if not (delivery_id and node_id and hour_text and gpus_text and available_text and mfu_text and signature):
             missing = [name for name, value in zip(FIELDS, values, strict=True) if not value]
@@ -255,9 +263,10 @@ class _Validator:
             raise RecordError(Reason.OUT_OF_RANGE, f"available {available_text[:80]} is outside 0..1")
         if not (_ZERO <= probe_mfu <= _ONE):
             raise RecordError(Reason.OUT_OF_RANGE, f"probe_mfu {mfu_text[:80]} is outside 0..1")
-        if window.late:
-            raise RecordError(Reason.LATE, f"the telemetry deadline of {delivery_id} has passed: only an amendment "
-                              "run takes it now")
+        if window.late or (window.deadline_ns is not None and arrived_ns is not None
+                           and arrived_ns >= window.deadline_ns):
+            raise RecordError(Reason.LATE, f"the file arrived after the telemetry deadline of {delivery_id}: only an "
+                              "amendment run takes it now")
 
         digest = hashlib.blake2b(message, digest_size=15).digest() + b"\x01"  # never the empty slot
         index = (hour_ns - window.start_ns) // NS_PER_HOUR

@@ -79,6 +79,7 @@ class DeliveryWindow:
     end_ns: int
     contracted_gpus: int
     late: bool = False   # the telemetry deadline has passed: valid records are rejected as `late`
+    deadline_ns: int | None = None   # records of a file that arrived at or after this are `late` too
 
     def __post_init__(self) -> None:
         if self.start_ns % NS_PER_HOUR or self.end_ns % NS_PER_HOUR or self.end_ns <= self.start_ns:

@@ -9,6 +9,7 @@ ledger's variation-margin postings (each exactly once), and the statements of re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +29,17 @@ from sqlalchemy import select
 
 from exchange.catalog import load_catalog
 from exchange.client import Client
+from exchange.domain.engine import Engine
 from exchange.domain.events import DailySettlement
+from exchange.feeds.replica import Replica
 from exchange.jobs.cuts import replay_cuts
 from exchange.jobs.daily import DailyReport, daily_statements, plan_daily
+from exchange.jobs.delivery import run_delivery
+from exchange.jobs.inbox import inbox_files
 from exchange.store import Store
 from exchange.store.models import LedgerPostingRecord
 from exchange.store.statement_archive import StatementArchive
+from exchange.telemetry.generator import GeneratorConfig, write_telemetry
 from exchange.testing.api_harness import Credentials, signed_headers
 from exchange.testing.server_process import REPO, ServerProcess
 from exchange.testing.settlement_scenario import recovered
@@ -254,3 +262,77 @@ def test_cuts_missed_while_down_are_settled_at_start_in_order(tmp_path: Path) ->
         for symbol in {s for s, _ in order}:
             dates = [d for s, d in order if s == symbol]
             assert dates == sorted(dates), (symbol, dates)   # oldest first
+
+
+def test_deliveries_are_settled_at_their_telemetry_deadline_from_the_inbox(tmp_path: Path) -> None:
+    """The whole life by the exchange's own calendar: the cut terminates the nearest daily series and the
+    scheduled run assigns its deliveries; the probe's file for one of them is uploaded; the exchange is
+    next up after the telemetry deadline and settles every delivery due (the silent ones with E = 0)."""
+    cut_s = _next_cut_s()
+    # Two hours before the cut the demo trades the series that terminates at it (later, it moves on to the
+    # next day's: a series is no longer "nearest" in its last hour of trading).
+    early = _server(tmp_path / "data", _offset_to(cut_s - 2 * 3_600), scheduler=False)
+    with early:
+        time.sleep(6)
+    server = ServerProcess(early.data_dir, demo=True, port=early.port, settings={
+        "clock_offset_s": _offset_to(cut_s - LEAD_S), "scheduler": True, "scheduler_poll_s": 0.5,
+        "job_grace_s": 1, "demo_rate_per_s": DEMO_RATE})
+    with server:
+        operator = _operator(server)
+        key = f"daily:{_date(cut_s)}"
+        _wait_for(lambda: any(r["key"] == key and r["state"] == "succeeded" for r in operator.job_runs()["items"]),
+                  LEAD_S + 60, "the scheduled daily run")
+        with recovered_view(server) as engine:
+            deliveries = sorted(engine.deliveries.values(), key=lambda d: d.delivery_id)
+            assert deliveries, "the demo's expiring series left no positions to deliver"
+            first = deliveries[0]
+            spec = engine.series[first.symbol].spec
+        probe_file = tmp_path / "probe.csv"
+        write_telemetry(probe_file, GeneratorConfig(first.delivery_id, spec.delivery_start_ns, 24,
+                                                    max(1, first.gpus // 8), 8, spec.mfu_grade, seed=3),
+                        server.settings.load_probe_key())
+        uploaded = operator.upload_telemetry(probe_file)
+        assert uploaded["created"] is True and uploaded["bytes"] == probe_file.stat().st_size
+        deadline_s = (spec.delivery_end_ns // NS) + load_catalog().rules.settlement.telemetry_deadline_hours * 3_600
+    offset = _offset_to(deadline_s + 20)
+    later = ServerProcess(server.data_dir, demo=True, port=server.port, settings={
+        "clock_offset_s": offset, "scheduler": True, "scheduler_poll_s": 0.5, "job_grace_s": 1,
+        "demo_rate_per_s": DEMO_RATE})
+    with later:
+        operator = _operator(later)
+
+        def delivered() -> dict[str, Any] | None:
+            runs = [r for r in operator.job_runs(kind="delivery")["items"] if r["state"] in ("succeeded", "failed")]
+            return runs[0] if runs else None
+        run = _wait_for(delivered, 120, "the scheduled delivery run")
+        assert run["state"] == "succeeded", run
+        assert run["counts"]["accepted"] > 0 and run["counts"].get("posted", 0) == len(deliveries), run
+        buyer = operator.create_api_key(first.buyer, ["read"])
+        reader = Client(later.base_url, buyer["key_id"], buyer["secret"])
+        statement = reader.statement("delivery", first.delivery_id)
+        assert statement["delivery_id"] == first.delivery_id and statement["records"]["accepted"] > 0
+        clock_ns = int((time.time() + offset) * NS)
+    # Offline, on the same journal and inbox at the same time: the same settlements.
+    settings = later.settings
+    report = asyncio.run(run_delivery(settings, load_catalog(), inbox_files(settings.data_dir), dry_run=True,
+                                      clock_ns=lambda: clock_ns, only={d.delivery_id for d in deliveries}))
+    with recovered(settings, lambda: clock_ns) as (engine, _, _):
+        for outcome in report.outcomes:
+            posted = engine.deliveries[outcome.delivery.delivery_id].settlement
+            assert posted is not None and posted.digest == outcome.digest, outcome.delivery.delivery_id
+            assert (posted.invoice_micros, posted.damages_micros) == (outcome.result.invoice_micros,
+                                                                      outcome.result.damages_micros)
+        assert [o.delivery.delivery_id for o in report.outcomes] == [first.delivery_id]
+        for delivery in deliveries[1:]:   # no record arrived: settled with E = 0, a default, full damages
+            settled = engine.deliveries[delivery.delivery_id].settlement
+            assert settled is not None and settled.default and settled.invoice_micros == 0, delivery.delivery_id
+
+
+@contextmanager
+def recovered_view(server: ServerProcess) -> Iterator[Engine]:
+    """The running exchange's state, read from its committed journal (a replica: no lock taken)."""
+    replica = Replica(server.data_dir, load_catalog().rules.engine_limits())
+    try:
+        yield replica.open()
+    finally:
+        replica.close()

@@ -16,6 +16,7 @@ from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import (
     ACCOUNT_ID_MAX,
     AccountOut,
+    AccountViewOut,
     CashBody,
     CashOut,
     CreateAccountBody,
@@ -23,9 +24,11 @@ from exchange.api.schemas import (
     EnabledBody,
     HaltBody,
     KeyOut,
+    LedgerOut,
     ListSeriesBody,
     RevokedOut,
     SeriesOut,
+    SnapshotOut,
 )
 from exchange.catalog import CatalogError, SymbolError
 from exchange.domain.codes import RejectCode
@@ -161,7 +164,7 @@ async def halt_series(symbol: SymbolPath, body: HaltBody, request: Request, prin
     return await idempotent(request, runtime, principal, action)
 
 
-@router.get("/accounts/{account_id}")
+@router.get("/accounts/{account_id}", response_model=AccountViewOut)
 async def account_view(account_id: AccountId, principal: Operator, runtime: RuntimeDep) -> dict[str, Any]:
     """An account as the core holds it now: cash, required margin, open orders, positions."""
     engine = runtime.engine
@@ -180,7 +183,7 @@ async def account_view(account_id: AccountId, principal: Operator, runtime: Runt
             "positions": positions, "seq": engine.stamp.seq}
 
 
-@router.get("/ledger/{ledger_account}")
+@router.get("/ledger/{ledger_account}", response_model=LedgerOut, response_model_by_alias=True)
 async def ledger(ledger_account: Annotated[int, Path(ge=-3, le=ACCOUNT_ID_MAX)], principal: Operator,
                  runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                  after_seq: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
@@ -197,7 +200,7 @@ async def ledger(ledger_account: Annotated[int, Path(ge=-3, le=ACCOUNT_ID_MAX)],
             "next_after_seq": rows[-1].seq if len(rows) >= limit else None}
 
 
-@router.post("/snapshots", status_code=202)
+@router.post("/snapshots", status_code=202, response_model=SnapshotOut)
 async def snapshot(principal: Operator, runtime: RuntimeDep) -> dict[str, Any]:
     """Write a snapshot of the core after the next commit (in the background, as the periodic ones)."""
     runtime.service.request_snapshot()

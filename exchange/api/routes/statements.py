@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from exchange.api.auth import READ, Principal
 from exchange.api.errors import ApiCode, ApiError
+from exchange.api.job_schemas import StatementsOut
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.jobs.statement_formats import daily_csv, daily_html
 from exchange.jobs.statements import render_html, statement_csv
@@ -37,7 +38,7 @@ def _summary(row: StatementRow) -> dict[str, Any]:
     return base
 
 
-@router.get("/statements")
+@router.get("/statements", response_model=StatementsOut, response_model_by_alias=True)
 async def statements(principal: Annotated[Principal, Depends(READ)], runtime: RuntimeDep,
                      kind: Kind | None = None, limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
                      cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, max_length=100)] = None,
@@ -58,7 +59,23 @@ async def statements(principal: Annotated[Principal, Depends(READ)], runtime: Ru
             "next_cursor": f"{last.date_ns}.{last.kind}.{last.ref}" if more and last is not None else None}
 
 
-@router.get("/statements/{kind}/{ref:path}")
+EXAMPLE_DAILY = {"account_id": 1001, "date": "2026-12-02", "currency": "USD", "dry_run": False,
+                 "lines": [{"symbol": "H100-M40-261203", "settlement_price": "2.400", "method": "vwap",
+                            "prior_settlement_price": "2.395", "position_lots": 2,
+                            "variation_margin": "1.920000"}],
+                 "total_variation_margin": "1.920000", "cash": "10001.920000", "required_margin": "55.296000",
+                 "margin_call": False}
+
+
+@router.get("/statements/{kind}/{ref:path}", responses={200: {
+    "description": "the statement: JSON (of record), CSV or HTML by `format`",
+    "content": {"application/json": {"schema": {"type": "object"}, "example": EXAMPLE_DAILY},
+                "text/csv": {"schema": {"type": "string"},
+                             "example": "symbol,settlement_price,method,prior_settlement_price,position_lots,"
+                                        "variation_margin\nH100-M40-261203,2.400,vwap,2.395,2,1.920000\n"
+                                        "total,,,,,1.920000\n"},
+                "text/html": {"schema": {"type": "string"},
+                              "example": "<!doctype html><html>...<h1>Daily statement, 2026-12-02</h1>...</html>"}}}})
 async def statement(kind: Kind, ref: Annotated[str, Path(pattern=REF_PATTERN, max_length=64)],
                     principal: Annotated[Principal, Depends(READ)], runtime: RuntimeDep,
                     format: Literal["json", "csv", "html"] = "json") -> Response:
