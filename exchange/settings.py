@@ -80,6 +80,9 @@ class Settings(BaseSettings):
                                  "doubling up to this")
     job_timeout_s: int = Field(default=3_600, ge=10, description="a job still running after this is killed and "
                                "retried")
+    job_nice: int = Field(default=10, ge=0, le=19, description="a settlement job against a running exchange runs "
+                          "at idle CPU priority (Linux SCHED_IDLE, else this Unix nice) so order entry keeps its "
+                          "cores first; 0: normal priority")
     command_body_bytes_max: int = Field(default=16 * 1024 * 1024, ge=16_384, description="largest operator "
                                         "settlement command (POST /v1/admin/commands: variation margin of every "
                                         "account)")

@@ -39,6 +39,7 @@ from typing import Any
 from exchange.catalog.catalog import ExchangeRules as Rules
 from exchange.domain.engine import Engine
 from exchange.domain.units import NS_PER_HOUR
+from exchange.jobs.session import yield_cpu
 from exchange.settings import Settings
 from exchange.store import Store
 from exchange.store.job_log import JobLog
@@ -110,12 +111,16 @@ def retry_delay_s(failures: int, delay_s_max: int) -> int:
     return int(min(delay_s_max, RETRY_FIRST_S * 2 ** min(failures - 1, 30)))
 
 
-def _die_with_parent() -> None:
-    """In the job's child process: SIGTERM it when the server dies (Linux), so a killed exchange never
-    leaves a job running against nothing."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+def _child_setup(nice: int) -> Callable[[], None]:
+    """What the job's child process does before it runs the job: SIGTERM when the server dies (Linux),
+    so a killed exchange never leaves a job running against nothing; and idle CPU priority from its
+    first instruction (start-up included), so order entry keeps the cores (`yield_cpu`)."""
+    def setup() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        yield_cpu(nice)
+    return setup
 
 
 class Scheduler:
@@ -205,7 +210,7 @@ class Scheduler:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exchange.cli", "settle", *job.args, "--data", str(self.settings.data_dir),
             "--url", self.api_url, "--progress-json", env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
+            stderr=asyncio.subprocess.PIPE, preexec_fn=_child_setup(self.settings.job_nice))
         assert process.stdout is not None and process.stderr is not None
         counts: dict[str, Any] = {}
         refused: list[str] = []

@@ -18,6 +18,8 @@ store's statement archive. The same journal gives the same plans and digests in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -132,6 +134,19 @@ class LiveSession:
         self.replica.close()
 
 
+def yield_cpu(nice: int) -> None:
+    """Run this process only on CPU time the exchange leaves (a job against a running exchange shares its
+    machine): Linux's SCHED_IDLE class where available (it runs only when a core is otherwise idle),
+    else `nice`. 0 leaves the priority alone."""
+    if not nice:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.nice(nice)
+
+
 @asynccontextmanager
 async def job_session(settings: Settings, catalog: Catalog, clock_ns: Callable[[], int] = time.time_ns,
                       url: str | None = None) -> AsyncIterator[JobSession]:
@@ -173,6 +188,7 @@ async def _live(settings: Settings, catalog: Catalog, url: str) -> AsyncIterator
     from exchange.client.errors import ExchangeError
 
     key_id, secret = operator_credentials(settings.data_dir)
+    yield_cpu(settings.job_nice)
     store = Store(settings.store_url())
     try:
         async with AsyncClient(url, key_id, secret, timeout=60.0, max_retries=8) as client:
