@@ -60,6 +60,7 @@ _REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.SERIES_ALREADY_LISTED: 409,
     RejectCode.ACCOUNT_EXISTS: 409,
     RejectCode.CLIENT_ORDER_ID_CONFLICT: 409,
+    RejectCode.REFERENCE_CONFLICT: 409,
     RejectCode.TRADING_TERMINATED: 409,
     RejectCode.SERIES_HALTED: 409,
     RejectCode.ACCOUNT_DISABLED: 409,

@@ -46,6 +46,8 @@ class RejectCode(StrEnum):
     OPEN_ORDER_LIMIT = "open_order_limit"
     INSUFFICIENT_FUNDS = "insufficient_funds"          # a withdrawal that would leave margin uncovered
     INVALID_AMOUNT = "invalid_amount"
+    REFERENCE_CONFLICT = "reference_conflict"          # a cash move's reference, used for another move
+    INVALID_REFERENCE = "invalid_reference"
 
     # -- accounts ------------------------------------------------------------------------------
     UNKNOWN_ACCOUNT = "unknown_account"
@@ -102,6 +104,8 @@ SUBSYSTEM: MappingProxyType[RejectCode, str] = MappingProxyType(
             RejectCode.ACCOUNT_DISABLED,
         )},
         RejectCode.CLIENT_ORDER_ID_CONFLICT: "idempotency",
+        RejectCode.REFERENCE_CONFLICT: "idempotency",
+        RejectCode.INVALID_REFERENCE: "idempotency",
         **{c: "settlement" for c in (
             RejectCode.INVALID_SETTLEMENT, RejectCode.SETTLEMENT_CONFLICT, RejectCode.NOT_SETTLED,
             RejectCode.TRADING_NOT_TERMINATED, RejectCode.UNKNOWN_DELIVERY,

@@ -17,17 +17,24 @@ class CreateAccount(NamedTuple):
 
 
 class Deposit(NamedTuple):
-    """Operator: cash arrives from outside (bank wire, stablecoin...)."""
+    """Operator: cash arrives from outside (bank wire, stablecoin...).
+
+    `reference` (optional, 1..128 printable ASCII: the operator's id of the transfer, or the API's
+    Idempotency-Key) makes it exactly once: the same reference again for the account within 24 h
+    moves nothing (`CashMoveDuplicate`); with another amount or kind it is refused (`reference_conflict`)."""
 
     account_id: int
     amount_micros: int
+    reference: str | None = None
 
 
 class Withdraw(NamedTuple):
-    """Operator: cash leaves; refused if what is left would not cover the required margin."""
+    """Operator: cash leaves; refused if what is left would not cover the required margin. `reference`:
+    as for `Deposit`."""
 
     account_id: int
     amount_micros: int
+    reference: str | None = None
 
 
 class SetAccountEnabled(NamedTuple):

@@ -17,6 +17,7 @@ rerun posts nothing twice and an amendment posts only the differences.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from exchange.domain.events import (
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    CashMoveDuplicate,
     DailySettlement,
     DeadMansSwitchFired,
     DeliveriesAlreadyAssigned,
@@ -93,6 +95,13 @@ _TIFS = frozenset(int(t) for t in TimeInForce)
 _STPS = frozenset(int(m) for m in StpMode)
 
 CLIENT_ORDER_ID_LEN_MAX: Final = 64
+CASH_REFERENCE_LEN_MAX: Final = 128
+# How long the core remembers a client order id (for retries to be exactly once) and a cash move's
+# reference: 24 h of command time, like the API's Idempotency-Keys. The rule: a PlaceOrder at time t
+# finds a client order id forgotten when its order was placed at or before t - 24 h and is closed (an
+# open order keeps its id: cancel and amend by client id need it). So memory and snapshots hold one day
+# of ids plus the open orders', never every order ever placed.
+IDEMPOTENCY_WINDOW_NS: Final = 24 * 3_600 * 1_000_000_000
 ACCOUNT_ID_MAX: Final = 2**53  # fits JSON numbers exactly
 CASH_MOVE_MICROS_MAX: Final = 10**15  # one billion USD in a single deposit or withdrawal
 CANCEL_ALL_AFTER_MS_MAX: Final = 86_400_000  # a dead man's switch is armed for at most 24 hours
@@ -197,6 +206,13 @@ class Engine:
         self.orders: dict[int, Order] = {}      # every live order, by id
         self.next_order_id = 1
         self.client_orders: dict[tuple[int, str], tuple[PlaceOrder, int, tuple[Event, ...]]] = {}
+        # Every key of `client_orders` is in exactly one of: the queue of ids inside the window, by
+        # placement (placed ts, order id, key), or `lingering`: past the window with its order still
+        # open (order id -> key), forgotten when the order closes.
+        self.client_order_queue: deque[tuple[int, int, tuple[int, str]]] = deque()
+        self.client_orders_lingering: dict[int, tuple[int, str]] = {}
+        # Cash moves by (account, reference): the command, when it was applied; oldest first.
+        self.cash_references: dict[tuple[int, str], tuple[Deposit | Withdraw, int]] = {}
         self.deliveries: dict[str, Delivery] = {}  # by delivery id, in assignment order
         self._expiries: list[tuple[int, int]] = []        # (expire_ts_ns, order_id), lazy
         self._terminations: list[tuple[int, str]] = []    # (trading_end_ns, symbol)
@@ -264,9 +280,10 @@ class Engine:
         before its own: a GTD expiry, a trading termination or a dead man's switch. A large sentinel
         (year 2116) when none is pending.
 
-        Deadlines are kept lazily, so this may be the time of an entry that has become moot (a GTD
-        order cancelled since, a switch re-armed or disarmed): a command at that time then does
-        nothing extra and the next deadline moves on. It is never later than a real deadline."""
+        Deadlines are kept lazily, so this may be the time of a GTD order cancelled since: a command at
+        that time then does nothing extra and the next deadline moves on. A dead man's switch re-armed
+        or disarmed is never the answer (`_drop_stale_dead_mans`). It is never later than a real
+        deadline."""
         return self._next_deadline_ns
 
     # -- accounts and cash -------------------------------------------------------------------
@@ -298,14 +315,49 @@ class Engine:
             return None
         return account
 
+    def _known_reference(self, cmd: Deposit | Withdraw, out: list[Any]) -> bool:
+        """True if `cmd` was handled here: a retry of a move made within the window (nothing moves), a
+        reference used for another move, or a malformed reference. Forgets references past the window."""
+        references = self.cash_references
+        horizon = self.stamp.ts_ns - IDEMPOTENCY_WINDOW_NS
+        while references:   # insertion order is time order (command times never decrease)
+            oldest = next(iter(references))
+            if references[oldest][1] > horizon:
+                break
+            del references[oldest]
+        reference = cmd.reference
+        if reference is None:
+            return False
+        if (type(reference) is not str or not 0 < len(reference) <= CASH_REFERENCE_LEN_MAX
+                or not reference.isascii() or not reference.isprintable()):
+            self._reject(out, cmd, cmd.account_id, RejectCode.INVALID_REFERENCE,
+                         f"a cash move's reference is 1..{CASH_REFERENCE_LEN_MAX} printable ASCII characters")
+            return True
+        known = references.get((cmd.account_id, reference))
+        if known is None:
+            return False
+        if type(known[0]) is type(cmd) and known[0] == cmd:   # (a Withdraw equals a Deposit as a tuple)
+            self._emit(out, CashMoveDuplicate, cmd.account_id, reference)
+        else:
+            self._reject(out, cmd, cmd.account_id, RejectCode.REFERENCE_CONFLICT,
+                         f"reference {reference!r} was used for another cash move of account {cmd.account_id}")
+        return True
+
+    def _remember_reference(self, cmd: Deposit | Withdraw) -> None:
+        if cmd.reference is not None:
+            self.cash_references[(cmd.account_id, cmd.reference)] = (cmd, self.stamp.ts_ns)
+
     def _deposit(self, cmd: Deposit, out: list[Any]) -> None:
-        if self._cash_checks(cmd, out) is None:
+        if self._known_reference(cmd, out) or self._cash_checks(cmd, out) is None:
             return
+        self._remember_reference(cmd)
         self.ledger.transfer(EXTERNAL, cmd.account_id, cmd.amount_micros)
         self._emit(out, CashMoved, "deposit", EXTERNAL, cmd.account_id, cmd.amount_micros,
                    self.ledger.balances[cmd.account_id])
 
     def _withdraw(self, cmd: Withdraw, out: list[Any]) -> None:
+        if self._known_reference(cmd, out):
+            return
         account = self._cash_checks(cmd, out)
         if account is None:
             return
@@ -319,6 +371,7 @@ class Engine:
                          details=(("amount", _usd(cmd.amount_micros)), ("cash", _usd(cash)),
                                   ("margin_held", _usd(account.margin_micros)), ("available", _usd(available))))
             return
+        self._remember_reference(cmd)
         self.ledger.transfer(cmd.account_id, EXTERNAL, cmd.amount_micros)
         self._emit(out, CashMoved, "withdrawal", cmd.account_id, EXTERNAL, cmd.amount_micros,
                    self.ledger.balances[cmd.account_id])
@@ -349,7 +402,19 @@ class Engine:
                 self._dead_mans = [(a.cancel_all_at_ns, a.account_id) for a in self.accounts.values()
                                    if a.cancel_all_at_ns]
                 heapq.heapify(self._dead_mans)
+        self._drop_stale_dead_mans()
         self._emit(out, CancelAllAfterSet, account.account_id, account.cancel_all_at_ns)
+
+    def _drop_stale_dead_mans(self) -> None:
+        """Pop switch deadlines made moot (re-armed or disarmed since) off the top of the heap and
+        recompute the next deadline: else the service would submit an AdvanceTime at a deadline that
+        does nothing (a heartbeat re-arming every few seconds left one stale entry per beat)."""
+        dead_mans, accounts = self._dead_mans, self.accounts
+        while dead_mans and accounts[dead_mans[0][1]].cancel_all_at_ns != dead_mans[0][0]:
+            heapq.heappop(dead_mans)
+        self._next_deadline_ns = min(self._expiries[0][0] if self._expiries else _NEVER,
+                                     self._terminations[0][0] if self._terminations else _NEVER,
+                                     dead_mans[0][0] if dead_mans else _NEVER)
 
     def _fire_dead_mans_switch(self, account: Account, out: list[Any]) -> None:
         """Cancel all the account's open orders, in order id order, and disarm its switch."""
@@ -459,9 +524,7 @@ class Engine:
                     self._fire_dead_mans_switch(account, out)
             else:
                 break
-        self._next_deadline_ns = min(expiries[0][0] if expiries else _NEVER,
-                                     terminations[0][0] if terminations else _NEVER,
-                                     dead_mans[0][0] if dead_mans else _NEVER)
+        self._drop_stale_dead_mans()
 
     # -- settlement (rulebook §6–§8) ---------------------------------------------------------
     def _settle_daily(self, cmd: SettleDaily, out: list[Any]) -> None:
@@ -653,6 +716,9 @@ class Engine:
         enums, quantity, price/type, time in force, post-only, open orders, position, margin."""
         (account_id, symbol, side, qty, price, order_type, tif, post_only, stp, client_order_id,
          expire_ts_ns) = cmd
+        queue = self.client_order_queue
+        if queue and queue[0][0] <= self.stamp.ts_ns - IDEMPOTENCY_WINDOW_NS:
+            self._forget_client_orders()
         if client_order_id is not None:
             if (type(client_order_id) is not str or not 0 < len(client_order_id) <= CLIENT_ORDER_ID_LEN_MAX
                     or not client_order_id.isascii() or not client_order_id.isprintable()):
@@ -764,7 +830,27 @@ class Engine:
             heapq.heappush(self._expiries, (expire_ts_ns, order_id))
             self._schedule(expire_ts_ns)
         if client_order_id is not None:
-            self.client_orders[(account_id, client_order_id)] = (cmd, order_id, tuple(out[first:]))
+            key = (account_id, client_order_id)
+            self.client_orders[key] = (cmd, order_id, tuple(out[first:]))
+            self.client_order_queue.append((self.stamp.ts_ns, order_id, key))
+
+    def _forget_client_orders(self) -> None:
+        """The ids placed a window ago leave the queue: forgotten if their order closed, else lingering
+        until it closes. Runs when a placement finds the oldest due: amortised O(1) per id."""
+        horizon = self.stamp.ts_ns - IDEMPOTENCY_WINDOW_NS
+        queue, client_orders, orders = self.client_order_queue, self.client_orders, self.orders
+        lingering = self.client_orders_lingering
+        while queue and queue[0][0] <= horizon:
+            _, order_id, key = queue.popleft()
+            if order_id in orders:
+                lingering[order_id] = key
+            else:
+                del client_orders[key]
+        assert len(queue) + len(lingering) == len(client_orders), "each remembered client order id in one place"
+
+    def _forget_lingering(self, order_id: int) -> None:
+        """An order past the window closed: its client order id goes."""
+        del self.client_orders[self.client_orders_lingering.pop(order_id)]
 
     def _after_book(self, account: Account, series: Series, out: list[Any], start: int) -> None:
         """Apply the book's events from `out[start:]` to positions, open orders, margin and cash.
@@ -777,6 +863,7 @@ class Engine:
         im = series.im_per_lot_micros
         accounts = self.accounts
         orders = self.orders
+        lingering = self.client_orders_lingering
         ledger = self.ledger
         own_id = account.account_id
         for i in range(start, len(out)):
@@ -805,15 +892,21 @@ class Engine:
                 if not maker_rem:
                     del orders[maker_oid]
                     del maker.orders[maker_oid]
+                    if lingering and maker_oid in lingering:
+                        self._forget_lingering(maker_oid)
                 if not taker_rem:
                     del orders[taker_oid]
                     del taker.orders[taker_oid]
+                    if lingering and taker_oid in lingering:
+                        self._forget_lingering(taker_oid)
             elif kind is OrderCancelled or kind is OrderExpired:
                 acct = account if event.account_id == own_id else accounts[event.account_id]
                 lots = event.cancelled_lots if kind is OrderCancelled else event.expired_lots
                 _release(acct.exposures[symbol], acct, event.side, lots, im)
                 if kind is OrderExpired or not event.remaining_lots:
                     del orders[event.order_id]
+                    if lingering and event.order_id in lingering:
+                        self._forget_lingering(event.order_id)
                     del acct.orders[event.order_id]
 
     def _find_order(self, cmd: CancelOrder | AmendOrder, out: list[Any], order_id: int | None,
@@ -839,6 +932,8 @@ class Engine:
         account = self.accounts[order.account_id]
         _release(account.exposures[order.symbol], account, order.side, lots, series.im_per_lot_micros)
         del self.orders[order.order_id]
+        if self.client_orders_lingering and order.order_id in self.client_orders_lingering:
+            self._forget_lingering(order.order_id)
         del account.orders[order.order_id]
 
     def _cancel(self, cmd: CancelOrder, out: list[Any]) -> None:

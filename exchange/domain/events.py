@@ -220,6 +220,16 @@ class DailySettlement(NamedTuple):
     amended: bool
 
 
+class CashMoveDuplicate(NamedTuple):
+    """A `Deposit` or `Withdraw` whose reference the account used within the last 24 h, for the same move:
+    nothing changed (a retry)."""
+
+    seq: int
+    ts_ns: int
+    account_id: int
+    reference: str
+
+
 class SettlementDuplicate(NamedTuple):
     """A `SettleDaily` with the digest already recorded for the day: nothing changed."""
 
@@ -293,5 +303,5 @@ Event = (
     Rejected | DuplicateOrder | MassCancelDone | OrderAccepted | Trade | OrderCancelled | OrderAmended | OrderExpired
     | AccountCreated | AccountStatusChanged | CashMoved | SeriesListed | SeriesHaltChanged | TradingTerminated
     | CancelAllAfterSet | DeadMansSwitchFired | DailySettlement | SettlementDuplicate | DeliveriesAssigned
-    | DeliveryAssigned | DeliveriesAlreadyAssigned | DeliverySettled | DeliverySettlementDuplicate
+    | DeliveryAssigned | DeliveriesAlreadyAssigned | DeliverySettled | DeliverySettlementDuplicate | CashMoveDuplicate
 )

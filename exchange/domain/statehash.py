@@ -42,11 +42,12 @@ def _order(o: Order) -> tuple[Any, ...]:
             int(o.stp), o.client_order_id, o.expire_ts_ns)
 
 
-def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
+def state_dump(engine: Engine, include_counters: bool = True, with_windows: bool = True) -> dict[str, Any]:
     """Everything that defines the core's behaviour from here on, as plain comparable values.
 
     `include_counters=False` leaves out the event sequence number and the command count, the only
-    things a rejected command is allowed to change.
+    things a rejected command is allowed to change. `with_windows=False`: the state as it was hashed
+    before the 24 h idempotency windows existed (snapshot format 3, checked before it is migrated).
     """
     dump: dict[str, Any] = {
         "limits": engine.limits.max_open_orders_per_account,
@@ -77,11 +78,15 @@ def state_dump(engine: Engine, include_counters: bool = True) -> dict[str, Any]:
                              if engine.accounts[account_id].cancel_all_at_ns == ts}),
         "next_deadline_ns": engine._next_deadline_ns,
     }
+    if with_windows:
+        dump["client_order_queue"] = list(engine.client_order_queue)
+        dump["client_orders_lingering"] = sorted(engine.client_orders_lingering.items())
+        dump["cash_references"] = [(key, _canonical(cmd), ts) for key, (cmd, ts) in engine.cash_references.items()]
     if include_counters:
         dump["seq"] = engine.stamp.seq
         dump["commands_applied"] = engine.commands_applied
     return dump
 
 
-def state_hash(engine: Engine) -> str:
-    return hashlib.sha256(repr(state_dump(engine)).encode()).hexdigest()
+def state_hash(engine: Engine, with_windows: bool = True) -> str:
+    return hashlib.sha256(repr(state_dump(engine, with_windows=with_windows)).encode()).hexdigest()

@@ -117,8 +117,8 @@ def _decode_spec(fields: Any) -> SeriesSpec:
 _INT, _STR, _BOOL = _int, _str, _bool
 _SCHEMA: dict[type, tuple[Callable[[Any], Any], ...]] = {
     CreateAccount: (_INT,),
-    Deposit: (_INT, _INT),
-    Withdraw: (_INT, _INT),
+    Deposit: (_INT, _INT, _optional(_str)),
+    Withdraw: (_INT, _INT, _optional(_str)),
     SetAccountEnabled: (_INT, _BOOL),
     ListSeries: (_decode_spec,),
     HaltSeries: (_STR, _BOOL),
@@ -135,6 +135,10 @@ _SCHEMA: dict[type, tuple[Callable[[Any], Any], ...]] = {
     AssignDeliveries: (_STR,),
     SettleDelivery: (_STR, _STR, _INT, _INT, _INT, _BOOL, _BOOL),
 }
+
+# Trailing fields a command type gained after journals were written with it (they have defaults): a
+# record without them still decodes. Deposit and Withdraw gained `reference`.
+_ADDED_LATER: dict[type, int] = {Deposit: 1, Withdraw: 1}
 
 # Stable tags: append new command types at the end, never reuse or renumber.
 TAGS: MappingProxyType[type, int] = MappingProxyType({
@@ -178,6 +182,9 @@ def decode_command(fields: list[Any]) -> Command:
         raise CodecError(f"unknown command tag {fields[0]}")
     decoders = _SCHEMA[kind]
     values = fields[1:]
+    added = _ADDED_LATER.get(kind, 0)
+    if len(decoders) - added <= len(values) < len(decoders):
+        decoders = decoders[:len(values)]   # written before its trailing fields existed: their defaults
     if len(values) != len(decoders):
         raise CodecError(f"{kind.__name__} takes {len(decoders)} fields, got {len(values)}")
     try:

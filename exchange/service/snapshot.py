@@ -23,17 +23,30 @@ types (an order's `side` may be `Side.BUY` or a plain 0, and the events it later
 are dropped: the matching loop skips them, so they never change an event), the insertion order of
 `Engine.orders` and of each account's orders (mass cancel and the kill switch walk them), every
 exposure and ledger balance in dict order, each account's dead man's switch deadline, the client-order-id
-table with its commands and original events, the expiry, termination and dead man's switch heaps as
-stored lists (so the heaps are identical, stale entries included), the next deadline, the counters and
+table with its commands and original events, its 24 h window (the queue of ids by placement time and
+the ids past it whose orders are still open), the cash moves' references, the expiry, termination and
+dead man's switch heaps as stored lists (so the heaps are identical, stale entries included), the next
+deadline, the counters and
 the limits; and the settlement state: each series' daily settlements and delivery ids, and every
 delivery with its settlement.
 
 Format versions: 2 added the dead man's switch (a deadline per account row, the "dead_mans" heap).
 3 added settlement: per series its daily settlements (date, price, digest, postings, in insertion
 order) and its delivery ids (None until assigned), and the engine's deliveries (in assignment order,
-each with its settlement or None); the ledger gained the SETTLEMENT system account. An older file is
-refused as an unknown version (its state hash could not match anyway: the hash covers all of it), so
-recovery falls back to an older valid snapshot or the whole journal.
+each with its settlement or None); the ledger gained the SETTLEMENT system account. 4 added the 24 h
+idempotency windows: the client-order-id queue (placed ts, order id, account, client order id) and
+lingering ids (order id, account, client order id), and the cash references (account, reference,
+command, ts).
+
+**Older formats are migrated, not refused** (a refusal forced a replay of the whole journal). A
+version-3 file is read as version 3 and checked against its recorded hash as format 3 hashed
+(`state_hash(..., with_windows=False)`), then migrated (`_migrate_v3`): the client-order-id queue is
+rebuilt from each entry's original `OrderAccepted` (its placement time and order id), lingering ids
+and cash references start empty (format 3 kept no references). The migrated engine behaves exactly
+as one replayed from the journal would: the rule that forgets ids depends only on placement times
+and open orders, and its first placement after the snapshot leaves both with the same table. Versions
+before 3 (no settlement state) and unknown future ones are refused with the version named, so recovery
+falls back to an older valid snapshot or the whole journal.
 
 Events and the commands of the client-order-id table use a small exact value codec (`encode_value`):
 a stable tag per event class, for PlaceOrder, per enum and for tuples, so a decoded value compares
@@ -66,13 +79,14 @@ import msgpack
 from exchange.domain.account import Account, Exposure
 from exchange.domain.book import BUY, SELL
 from exchange.domain.codes import CancelReason, RejectCode
-from exchange.domain.commands import ListSeries, PlaceOrder
+from exchange.domain.commands import Deposit, ListSeries, PlaceOrder, Withdraw
 from exchange.domain.engine import Delivery, DeliverySettlement, Engine, EngineLimits, Series, Settlement
 from exchange.domain.events import (
     AccountCreated,
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    CashMoveDuplicate,
     DailySettlement,
     DeadMansSwitchFired,
     DeliveriesAlreadyAssigned,
@@ -104,7 +118,8 @@ from exchange.journal.codec import decode_command, encode_command
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"CXSNAP01"
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
+READABLE_VERSIONS: Final = (3, 4)   # older formats load through `_migrate_v3` (see the module docstring)
 SUFFIX: Final = ".snapshot"
 _PREFIX: Final = struct.Struct("<8sI")                 # magic, version: readable in every version
 HEADER: Final = struct.Struct("<8sIQ32sQ32s")          # magic, version, journal seq, state hash, body len, sha256
@@ -132,7 +147,7 @@ _RECORD_TAGS: Final[Mapping[type, int]] = MappingProxyType({
     OrderExpired: 16, MassCancelDone: 17, AccountCreated: 18, AccountStatusChanged: 19, CashMoved: 20,
     SeriesListed: 21, SeriesHaltChanged: 22, TradingTerminated: 23, CancelAllAfterSet: 24, DeadMansSwitchFired: 25,
     DailySettlement: 26, SettlementDuplicate: 27, DeliveriesAssigned: 28, DeliveryAssigned: 29,
-    DeliveriesAlreadyAssigned: 30, DeliverySettled: 31, DeliverySettlementDuplicate: 32,
+    DeliveriesAlreadyAssigned: 30, DeliverySettled: 31, DeliverySettlementDuplicate: 32, CashMoveDuplicate: 33,
     PlaceOrder: 40,  # the commands of the client-order-id table
 })
 _ENUM_TAGS: Final[Mapping[type[Enum], int]] = MappingProxyType({
@@ -290,6 +305,13 @@ def _body(engine: Engine) -> dict[str, Any]:
         "expiries": [[ts, order_id] for ts, order_id in engine._expiries],          # heap list as is
         "terminations": [[ts, symbol] for ts, symbol in engine._terminations],    # heap list as is
         "dead_mans": [[ts, account_id] for ts, account_id in engine._dead_mans],  # heap list as is
+        # [placed ts, order id, account id, client order id] by placement; [order id, account id, client
+        # order id] past the window with the order open; [account id, reference, command, ts] in order
+        "client_order_queue": [[ts, order_id, key[0], key[1]] for ts, order_id, key in engine.client_order_queue],
+        "client_orders_lingering": [[order_id, key[0], key[1]]
+                                    for order_id, key in engine.client_orders_lingering.items()],
+        "cash_references": [[key[0], key[1], encode_command(cmd), ts]
+                            for key, (cmd, ts) in engine.cash_references.items()],
     }
 
 
@@ -377,7 +399,32 @@ def _engine(body: Any) -> Engine:
     engine._expiries = [(ts, order_id) for ts, order_id in body["expiries"]]
     engine._terminations = [(ts, symbol) for ts, symbol in body["terminations"]]
     engine._dead_mans = [(ts, account_id) for ts, account_id in body["dead_mans"]]
+    if "client_order_queue" not in body:
+        return engine   # format 3: `_migrate_v3` fills the windows once the hash is checked
+    engine.client_order_queue.extend((ts, order_id, (account_id, client_order_id))
+                                     for ts, order_id, account_id, client_order_id in body["client_order_queue"])
+    for order_id, account_id, client_order_id in body["client_orders_lingering"]:
+        engine.client_orders_lingering[order_id] = (account_id, client_order_id)
+    for account_id, reference, encoded, ts in body["cash_references"]:
+        command = decode_command(encoded)
+        if not isinstance(command, Deposit | Withdraw) or command.reference != reference:
+            raise SnapshotError(f"cash reference {reference!r}: not the command of a cash move with it")
+        engine.cash_references[(account_id, reference)] = (command, ts)
+    if len(engine.client_order_queue) + len(engine.client_orders_lingering) != len(engine.client_orders):
+        raise SnapshotError("the client-order-id window does not cover the client-order-id table exactly")
     return engine
+
+
+def _migrate_v3(engine: Engine) -> None:
+    """Format 3 -> 4: the client-order-id queue from each entry's original OrderAccepted, by placement."""
+    queue = []
+    for key, (_, order_id, events) in engine.client_orders.items():
+        accepted = events[0] if events else None
+        if not isinstance(accepted, OrderAccepted) or accepted.order_id != order_id:
+            raise SnapshotError(f"client order {key[1]!r}: its original events do not start with its acceptance")
+        queue.append((accepted.ts_ns, order_id, key))
+    queue.sort(key=lambda entry: (entry[0], entry[1]))   # placement order: time, then order id
+    engine.client_order_queue.extend(queue)
 
 
 # -- bytes ---------------------------------------------------------------------------------------
@@ -425,8 +472,9 @@ def read_snapshot(data: bytes) -> tuple[int, str, Engine]:
     if size < _PREFIX.size:
         raise SnapshotError(f"truncated snapshot: {size} bytes, the format version field ends at {_PREFIX.size}")
     _, version = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"unknown snapshot format version {version} (this build reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise SnapshotError(f"unknown snapshot format version {version} (this build reads versions "
+                            f"{', '.join(map(str, READABLE_VERSIONS))})")
     if size < HEADER_BYTES:
         raise SnapshotError(f"truncated snapshot: header has {size} of {HEADER_BYTES} bytes")
     _, _, journal_seq, recorded, body_bytes, checksum = HEADER.unpack_from(data)
@@ -449,7 +497,9 @@ def read_snapshot(data: bytes) -> tuple[int, str, Engine]:
                 msgpack.FormatError, msgpack.StackError) as error:
             raise SnapshotError(f"malformed snapshot body: {type(error).__name__}: {error}") from None
         del fields
-        restored_hex = state_hash(engine)
+        restored_hex = state_hash(engine, with_windows=version >= 4)
+        if version == 3:
+            _migrate_v3(engine)
     recorded_hex = recorded.hex()
     if restored_hex != recorded_hex:
         raise SnapshotError(f"state hash mismatch: the snapshot records {recorded_hex}, "

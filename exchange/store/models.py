@@ -120,7 +120,9 @@ class OrderRecord(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        UniqueConstraint("account_id", "client_order_id"),  # NULLs are distinct: only set ids are unique
+        # Not unique: the core forgets a client order id 24 h after its order closed, so an id may name
+        # an older order and a newer one; a lookup by client order id takes the newest.
+        Index(None, "account_id", "client_order_id"),
         Index(None, "account_id", "order_id"),
         Index(None, "account_id", "status"),
         Index(None, "account_id", "symbol", "order_id"),

@@ -28,7 +28,7 @@ Event -> rows:
 | OrderCancelled | orders: remaining, cancelled, reason; canceled when nothing remains |
 | OrderExpired | orders: remaining 0, expired lots counted as cancelled, status expired |
 | OrderAmended | orders: price, remaining, quantity (cancelled = quantity - filled - remaining) |
-| Rejected, DuplicateOrder, MassCancelDone | nothing |
+| Rejected, DuplicateOrder, MassCancelDone, CashMoveDuplicate | nothing |
 | CancelAllAfterSet, DeadMansSwitchFired | nothing (the switch's cancellations come as OrderCancelled) |
 | DailySettlement | daily_settlements: upsert (price, digest); series: reference price, if the latest day |
 | DeliveryAssigned | deliveries: insert, status assigned; positions: seller and buyer each move `lots` toward
@@ -53,6 +53,7 @@ from exchange.domain.events import (
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    CashMoveDuplicate,
     DailySettlement,
     DeadMansSwitchFired,
     DeliveriesAlreadyAssigned,
@@ -145,7 +146,7 @@ class Projection:
             DailySettlement: self._daily_settlement, DeliveryAssigned: self._delivery_assigned,
             DeliverySettled: self._delivery_settled, SettlementDuplicate: self._nothing,
             DeliveriesAssigned: self._nothing, DeliveriesAlreadyAssigned: self._nothing,
-            DeliverySettlementDuplicate: self._nothing,
+            DeliverySettlementDuplicate: self._nothing, CashMoveDuplicate: self._nothing,
         }
 
     # -- 1. load -----------------------------------------------------------------------------

@@ -433,13 +433,14 @@ class Store:
 
     def order(self, account_id: int, order_id: int | None = None,
               client_order_id: str | None = None) -> OrderRow | None:
-        """One of the account's orders, by exchange id or by client order id (another account's: None)."""
+        """One of the account's orders, by exchange id or by client order id (another account's: None). A
+        client order id used again after the core forgot it (24 h after its order closed) names the newest."""
         assert (order_id is None) != (client_order_id is None)
         query = select(OrderRecord.__table__).where(OrderRecord.account_id == account_id)
         if order_id is not None:
             query = query.where(OrderRecord.order_id == order_id)
         else:
-            query = query.where(OrderRecord.client_order_id == client_order_id)
+            query = query.where(OrderRecord.client_order_id == client_order_id).order_by(OrderRecord.order_id.desc())
         with self._begin() as conn:
             row = conn.execute(query).mappings().first()
         return OrderRow(**row) if row is not None else None

@@ -49,6 +49,22 @@ def setup_commands(specs: list[SeriesSpec]) -> list[Command]:
     return commands
 
 
+DAY_STEPS_NS = (86_400 * NS_PER_SECOND - 1, 86_400 * NS_PER_SECOND, 86_400 * NS_PER_SECOND + 1)
+
+
+def _reference(rng: random.Random, used: list[str], account: int) -> str | None:
+    """None mostly; else a fresh reference, one used before (a retry or a conflict), or a bad one."""
+    r = rng.random()
+    if r < 0.6:
+        return None
+    if used and r < 0.85:
+        return rng.choice(used)
+    if r < 0.98:
+        used.append(f"ref-{account}-{rng.randrange(10**6)}")
+        return used[-1]
+    return rng.choice(("", "x" * 129, "tab\there"))
+
+
 def random_commands(seed: int, n: int, specs: list[SeriesSpec] | None = None,
                     start_ns: int = T0_NS) -> list[tuple[Command, int]]:
     """(command, ts_ns) pairs: setup first, then `n` random commands at increasing times."""
@@ -57,6 +73,8 @@ def random_commands(seed: int, n: int, specs: list[SeriesSpec] | None = None,
     ts = start_ns
     out: list[tuple[Command, int]] = [(c, ts) for c in setup_commands(specs)]
     placed: list[tuple[int, str]] = []  # (account, client order id) of earlier orders, for retries
+    references: list[str] = []          # cash move references used so far, for retries and conflicts
+    days_passed = 0
     order_ids = 0
     for _ in range(n):
         ts += rng.choice((0, 1, 1_000, NS_PER_SECOND))
@@ -96,14 +114,19 @@ def random_commands(seed: int, n: int, specs: list[SeriesSpec] | None = None,
         elif r < 0.90:
             out.append((MassCancel(account, rng.choice((None, spec.symbol)), rng.choice((None, Side.BUY))), ts))
         elif r < 0.94:
-            out.append((Deposit(account, rng.randint(1, 10**9)), ts))
+            out.append((Deposit(account, rng.randint(1, 10**9), _reference(rng, references, account)), ts))
         elif r < 0.97:
-            out.append((Withdraw(account, rng.randint(1, 10**9)), ts))
+            out.append((Withdraw(account, rng.randint(1, 10**9), _reference(rng, references, account)), ts))
         elif r < 0.975:
             out.append((HaltSeries(spec.symbol, rng.random() < 0.3), ts))
         elif r < 0.995:
             out.append((SetAccountEnabled(account, rng.random() < 0.9), ts))
         else:
-            out.append((AdvanceTime(), ts + 3 * NS_PER_SECOND))
-            ts += 3 * NS_PER_SECOND
+            # Mostly 3 s; once per stream at most, a day (the 24 h windows of client order ids and cash
+            # references close; a second day would end the series' trading, which is 48 h from the start).
+            step = 3 * NS_PER_SECOND
+            if not days_passed and rng.random() < 0.3:
+                step, days_passed = rng.choice(DAY_STEPS_NS), 1
+            out.append((AdvanceTime(), ts + step))
+            ts += step
     return out

@@ -34,6 +34,7 @@ from exchange.domain.events import (
     AccountStatusChanged,
     CancelAllAfterSet,
     CashMoved,
+    CashMoveDuplicate,
     DailySettlement,
     DeadMansSwitchFired,
     DuplicateOrder,
@@ -125,6 +126,7 @@ class ReferenceEngine:
         self.next_id = 1
         self.next_priority = 1
         self.client_orders: dict[tuple[int, str], tuple[PlaceOrder, int, tuple[Any, ...]]] = {}
+        self.references: dict[tuple[int, str], tuple[Deposit | Withdraw, int]] = {}   # cash moves, with their time
         self.out: list[Any] = []
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -230,17 +232,45 @@ class ReferenceEngine:
             return False
         return True
 
+    WINDOW_NS = 24 * 3_600 * 1_000_000_000   # the core's idempotency window, restated
+
+    def known_reference(self, c: Deposit | Withdraw) -> bool:
+        """A reference seen within the window: a retry (nothing moves) or a conflict; a bad reference."""
+        self.references = {k: v for k, v in self.references.items() if v[1] > self.now - self.WINDOW_NS}
+        r = c.reference
+        if r is None:
+            return False
+        if not (isinstance(r, str) and 0 < len(r) <= 128 and r.isascii() and r.isprintable()):
+            self.reject(c, c.account_id, RejectCode.INVALID_REFERENCE)
+            return True
+        if (c.account_id, r) not in self.references:
+            return False
+        known = self.references[(c.account_id, r)][0]
+        if type(known) is type(c) and known == c:
+            self.emit(CashMoveDuplicate, c.account_id, r)
+        else:
+            self.reject(c, c.account_id, RejectCode.REFERENCE_CONFLICT)
+        return True
+
+    def remember_reference(self, c: Deposit | Withdraw) -> None:
+        if c.reference is not None:
+            self.references[(c.account_id, c.reference)] = (c, self.now)
+
     def do_Deposit(self, c: Deposit) -> None:
+        if self.known_reference(c):
+            return
         if self.cash_ok(c):
+            self.remember_reference(c)
             self.cash[EXTERNAL] -= c.amount_micros
             self.cash[c.account_id] += c.amount_micros
             self.emit(CashMoved, "deposit", EXTERNAL, c.account_id, c.amount_micros, self.cash[c.account_id])
 
     def do_Withdraw(self, c: Withdraw) -> None:
-        if not self.cash_ok(c):
+        if self.known_reference(c) or not self.cash_ok(c):
             return
         if self.cash[c.account_id] - c.amount_micros < self.margin(c.account_id):
             return self.reject(c, c.account_id, RejectCode.INSUFFICIENT_FUNDS)
+        self.remember_reference(c)
         self.cash[c.account_id] -= c.amount_micros
         self.cash[EXTERNAL] += c.amount_micros
         self.emit(CashMoved, "withdrawal", c.account_id, EXTERNAL, c.amount_micros, self.cash[c.account_id])
@@ -368,6 +398,10 @@ class ReferenceEngine:
 
     def do_PlaceOrder(self, c: PlaceOrder) -> None:
         a, cid = c.account_id, c.client_order_id
+        # Forgotten: ids whose order was placed a window ago or more and is closed (see the core's rule).
+        live = {o.order_id for o in self.live_orders()}
+        self.client_orders = {k: v for k, v in self.client_orders.items()
+                              if v[2][0].ts_ns > self.now - self.WINDOW_NS or v[1] in live}
         if cid is not None:
             if not (isinstance(cid, str) and 0 < len(cid) <= 64 and cid.isascii() and cid.isprintable()):
                 return self.reject(c, a, RejectCode.INVALID_CLIENT_ORDER_ID)

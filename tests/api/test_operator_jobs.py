@@ -104,3 +104,27 @@ def test_statements_are_each_owners_only(api: Api) -> None:
     assert api.call("carol_broke", "GET", "/v1/statements/daily/2026-12-02").status_code == 404
     csv = api.call("alice", "GET", "/v1/statements/daily/2026-12-02?format=csv")
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.splitlines()[-1] == "total,,,,,0"
+
+
+def test_a_deposit_retried_after_its_answer_was_lost_moves_cash_once(api: Api) -> None:
+    """The crash window: the deposit is durable in the journal but its Idempotency-Key answer was never
+    stored (the process died in between). The retry runs the action again; the core recognises the
+    reference (the key) and moves nothing."""
+    from sqlalchemy import delete
+
+    from exchange.store.models import IdempotencyRecord
+
+    runtime = api.client.app.state.runtime   # type: ignore[attr-defined]
+    before = runtime.engine.cash_micros(2)
+    headers = {"Idempotency-Key": "wire-2026-12-05-001"}
+    first = api.call("operator", "POST", "/v1/admin/accounts/2/deposits", {"amount": "100.00"}, headers=headers)
+    assert first.status_code == 200, first.text
+    with runtime.store.transaction(write=True) as conn:
+        assert conn.execute(delete(IdempotencyRecord)).rowcount == 1   # the stored answer is lost
+    api.clock.advance_s(1)
+    retry = api.call("operator", "POST", "/v1/admin/accounts/2/deposits", {"amount": "100.00"}, headers=headers)
+    assert retry.status_code == 200 and retry.json() == first.json(), retry.text
+    assert runtime.engine.cash_micros(2) == before + 100_000_000
+    other = api.call("operator", "POST", "/v1/admin/accounts/2/deposits", {"amount": "100.00"},
+                     headers={"Idempotency-Key": "wire-2026-12-05-002"})
+    assert other.status_code == 200 and runtime.engine.cash_micros(2) == before + 200_000_000

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from exchange.api import present
 from exchange.api.auth import OPERATOR, Principal
 from exchange.api.errors import ApiCode, ApiError
-from exchange.api.idempotency import idempotent
+from exchange.api.idempotency import IDEMPOTENCY_KEY_RE, idempotent
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import (
     ACCOUNT_ID_MAX,
@@ -42,7 +42,7 @@ from exchange.domain.commands import (
     Withdraw,
 )
 from exchange.domain.units import UnitError, usd_to_micros
-from exchange.signing import derive_secret
+from exchange.signing import HEADER_IDEMPOTENCY_KEY, derive_secret
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
 
@@ -78,6 +78,13 @@ async def create_account(body: CreateAccountBody, request: Request, principal: O
 
 async def _move_cash(command: Deposit | Withdraw, request: Request, principal: Principal,
                      runtime: Runtime) -> Response:
+    # The Idempotency-Key goes into the command as its reference (scoped by API key), so the core itself
+    # refuses to move the cash twice: a retry after a crash between the journal and the stored answer
+    # finds the move done (CashMoveDuplicate) and is answered like the first time, with the cash now.
+    key = request.headers.get(HEADER_IDEMPOTENCY_KEY)
+    if key is not None and IDEMPOTENCY_KEY_RE.match(key):
+        command = command._replace(reference=f"{principal.key_id}:{key}")
+
     async def action() -> tuple[int, Any]:
         await runtime.submit_checked(command)
         cash = runtime.engine.cash_micros(command.account_id)

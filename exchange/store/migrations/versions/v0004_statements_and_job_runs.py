@@ -1,4 +1,6 @@
-"""Statements of record in the store (served over REST) and the scheduler's job runs.
+"""Statements of record in the store (served over REST) and the scheduler's job runs; a client order id
+is no longer unique per account (the core forgets it 24 h after its order closed, so it may be used
+again): the unique constraint becomes an index.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +21,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("orders") as batch:
+        batch.drop_constraint(op.f("uq_orders_account_id_client_order_id"), type_="unique")
+        batch.create_index(op.f("ix_orders_account_id_client_order_id"), ["account_id", "client_order_id"])
     op.create_table(
         "statements",
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -58,6 +63,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("orders") as batch:
+        batch.drop_index(op.f("ix_orders_account_id_client_order_id"))
+        batch.create_unique_constraint(op.f("uq_orders_account_id_client_order_id"), ["account_id", "client_order_id"])
     op.drop_index(op.f("ix_job_runs_job_key"), table_name="job_runs")
     op.drop_table("job_runs")
     op.drop_table("statement_sets")
