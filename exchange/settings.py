@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     job_nice: int = Field(default=10, ge=0, le=19, description="a settlement job against a running exchange runs "
                           "at idle CPU priority (Linux SCHED_IDLE, else this Unix nice) so order entry keeps its "
                           "cores first; 0: normal priority")
+    journal_retention_days: int = Field(default=0, ge=0, le=36_500, description="move journal segments older than "
+                                        "this many days, covered by the newest snapshot and the store, into "
+                                        "journal-archive/ (checked hourly by the scheduler); 0 keeps them all")
     command_body_bytes_max: int = Field(default=16 * 1024 * 1024, ge=16_384, description="largest operator "
                                         "settlement command (POST /v1/admin/commands: variation margin of every "
                                         "account)")

@@ -128,7 +128,7 @@ class JobRunOut(BaseModel):
     """One run of a settlement job by the exchange's scheduler."""
 
     run_id: int = Field(description="the run's id, increasing", examples=[42])
-    kind: str = Field(description="daily or delivery", examples=["daily"])
+    kind: str = Field(description="daily, delivery or retention (journal segments archived)", examples=["daily"])
     key: str = Field(description="what it settles (daily:DATE, or delivery:COUNT:DIGEST of the deliveries due)",
                      examples=["daily:2026-12-02"])
     trigger: str = Field(description="schedule (on time), catch-up (its time passed while the exchange was down) "

@@ -315,7 +315,7 @@ PATH_PARAMETERS: dict[tuple[str, str], Doc] = {
     ("/v1/statements", "cursor"): ("the next_cursor of the previous page, passed back unchanged",
                                    "1796169600000000000.daily.2026-12-02"),
     ("/v1/admin/jobs", "cursor"): ("the next_cursor of the previous page (a run id), passed back unchanged", "42"),
-    ("/v1/admin/jobs", "kind"): ("only runs of this job: daily or delivery", "daily"),
+    ("/v1/admin/jobs", "kind"): ("only runs of this job: daily, delivery or retention", "daily"),
     ("/v1/fills", "cursor"): ("an opaque cursor: the next_cursor (older fills) or prev_cursor (newer fills) of a "
                               "previous page, passed back unchanged", f"o120345.{SYMBOL}.1234"),
 }

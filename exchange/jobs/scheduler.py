@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from exchange.catalog.catalog import ExchangeRules as Rules
 from exchange.domain.engine import Engine
 from exchange.domain.units import NS_PER_HOUR
 from exchange.jobs.session import yield_cpu
+from exchange.service.retention import archive_segments
 from exchange.settings import Settings
 from exchange.store import Store
 from exchange.store.job_log import JobLog
@@ -51,6 +53,7 @@ NS_PER_DAY = 86_400 * NS_PER_S
 RETRY_FIRST_S = 10
 PROGRESS_WRITE_EVERY_S = 1.0     # progress lines are many; the store row is updated at most this often
 STDERR_KEPT_CHARS = 3_000
+RETENTION_EVERY_S = 3_600        # journal retention looks for segments to archive this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,8 @@ class Scheduler:
                  clock_ns: Callable[[], int], api_url: str, metrics: Any | None = None) -> None:
         self.settings = settings
         self.log = JobLog(store)
+        self.store = store
+        self._retention_due = 0.0
         self.engine = engine
         self.rules = rules
         self.clock_ns = clock_ns
@@ -174,7 +179,26 @@ class Scheduler:
             if self._retry_at_ns.get(job.key, 0) > self.clock_ns():
                 continue
             states.append(await self.run(job))
+        if self.settings.journal_retention_days and time.monotonic() >= self._retention_due:
+            self._retention_due = time.monotonic() + RETENTION_EVERY_S
+            states.append(await self.retention())
         return states
+
+    async def retention(self) -> str:
+        """Archive the journal segments the policy lets go (exchange/service/retention.py), as a job run."""
+        now = self.clock_ns()
+        run_id = await asyncio.to_thread(self.log.start, "retention", f"retention:{now // NS_PER_S}", "schedule", 1,
+                                         now)
+        try:
+            report = await asyncio.to_thread(archive_segments, self.settings.data_dir,
+                                             self.settings.journal_retention_days, self.store.last_seq())
+        except Exception as error:   # reported like any job; the next pass tries again
+            log.exception("journal retention failed")
+            await asyncio.to_thread(self.log.finish, run_id, "failed", self.clock_ns(), {}, repr(error))
+            return "failed"
+        counts = {"archived": len(report.archived), "kept": report.kept, "floor_seq": report.floor_seq}
+        await asyncio.to_thread(self.log.finish, run_id, "succeeded", self.clock_ns(), counts)
+        return "succeeded"
 
     async def run(self, job: DueJob) -> str:
         failures = await asyncio.to_thread(self.log.failures_since_success, job.key)

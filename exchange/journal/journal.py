@@ -68,6 +68,23 @@ def segment_paths(directory: Path) -> list[Path]:
     return paths
 
 
+ARCHIVE_DIR_NAME = "journal-archive"
+
+
+def archive_dir(directory: Path) -> Path:
+    """Where the retention policy moves old segments (exchange/service/retention.py): beside the journal."""
+    return directory.parent / ARCHIVE_DIR_NAME
+
+
+def readable_segment_paths(directory: Path) -> list[Path]:
+    """Every segment in seq order: the archived ones (complete, never written again) and the journal's
+    own. Readers of history (recovery, replays, followers) use this; the writer only the journal's."""
+    archived = segment_paths(archive_dir(directory)) if archive_dir(directory).is_dir() else []
+    active = segment_paths(directory)
+    names = {p.name for p in active}
+    return [*(p for p in archived if p.name not in names), *active]   # a segment in both: the journal's
+
+
 def segment_path(directory: Path, first_seq: int) -> Path:
     """The file of the segment whose first record is `first_seq`."""
     return directory / f"{first_seq:020d}{SUFFIX}"
@@ -82,7 +99,7 @@ def read_entries(directory: Path, after_seq: int = 0, scan: list[ScanResult] | N
     it that is cut short or fails its checksum is damage (`JournalCorrupt`), never a torn tail.
     `last_segment_only` checks just the newest segment (a quick look at where the journal ends).
     """
-    paths = segment_paths(directory)
+    paths = readable_segment_paths(directory)
     expected = 1
     if last_segment_only and paths:
         paths = paths[-1:]

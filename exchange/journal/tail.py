@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from exchange.journal.codec import CodecError
-from exchange.journal.journal import JournalCorrupt, segment_path, segment_paths
+from exchange.journal.journal import JournalCorrupt, archive_dir, readable_segment_paths, segment_path
 from exchange.journal.record import HEADER, HEADER_BYTES, RECORD_BYTES_MAX, Entry, decode_payload, payload_seq
 
 CHUNK_BYTES: Final = 1 << 20
@@ -32,7 +32,7 @@ class JournalTail:
         self._offset = 0                  # file offset of the next record
         self._buffer = b""
         self._buffer_offset = 0           # file offset of _buffer[0]
-        paths = [p for p in segment_paths(directory) if int(p.stem) <= after_seq + 1]
+        paths = [p for p in readable_segment_paths(directory) if int(p.stem) <= after_seq + 1]
         if not paths:
             if after_seq:
                 raise JournalCorrupt(directory, 0, after_seq + 1, f"no segment holds seq {after_seq + 1}")
@@ -67,6 +67,8 @@ class JournalTail:
             entry = self._frame(expected, decode=True) if self._fd >= 0 else None
             if entry is None:
                 following = segment_path(self.directory, expected)
+                if not following.exists():   # archived since (retention): read it there
+                    following = segment_path(archive_dir(self.directory), expected)
                 if not following.exists():
                     raise JournalCorrupt(self._path, self._offset, expected,
                                          f"committed up to seq {seq_max}, but the journal ends at seq {self.seq}")

@@ -346,7 +346,7 @@ def make_private(data_dir: Path) -> None:
     created them (an older version, a copy, a restore), only the exchange's user may read them. New
     files are created 0600 where they are made (journal segments, snapshots, marker, keys, database)."""
     data_dir.chmod(0o700)
-    for folder in (data_dir, data_dir / "journal", data_dir / "snapshots"):
+    for folder in (data_dir, data_dir / "journal", data_dir / "journal-archive", data_dir / "snapshots"):
         if folder.is_dir():
             if folder != data_dir:
                 folder.chmod(0o700)

@@ -73,7 +73,8 @@ async def job_runs(principal: Operator, runtime: RuntimeDep,
                    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
                    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
                    state: Annotated[str | None, Query(pattern=r"^(running|succeeded|failed|interrupted)$")] = None,
-                   kind: Annotated[str | None, Query(pattern=r"^(daily|delivery)$")] = None) -> dict[str, Any]:
+                   kind: Annotated[str | None, Query(pattern=r"^(daily|delivery|retention)$")] = None,
+                   ) -> dict[str, Any]:
     """The scheduler's job runs, newest first: kind, what it settles (`key`), trigger, attempt, state,
     progress, duration, counts, error. `next_cursor` pages on to older runs."""
     runs = await run_in_threadpool(JobLog(runtime.store).page, limit + 1,
