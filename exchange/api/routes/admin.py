@@ -15,6 +15,7 @@ from exchange.api.idempotency import IDEMPOTENCY_KEY_RE, idempotent
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import (
     ACCOUNT_ID_MAX,
+    ID_MAX,
     AccountOut,
     AccountViewOut,
     CashBody,
@@ -193,7 +194,7 @@ async def account_view(account_id: AccountId, principal: Operator, runtime: Runt
 @router.get("/ledger/{ledger_account}", response_model=LedgerOut, response_model_by_alias=True)
 async def ledger(ledger_account: Annotated[int, Path(ge=-3, le=ACCOUNT_ID_MAX)], principal: Operator,
                  runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                 after_seq: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                 after_seq: Annotated[int, Query(ge=0, le=ID_MAX)] = 0) -> dict[str, Any]:
     """Postings to and from a ledger account (a trader, or -1 external, -2 fees, -3 settlement), oldest
     first after `after_seq` (pass the last row's seq for the next page), and its balance."""
     rows = await run_in_threadpool(runtime.store.ledger, ledger_account, limit, after_seq)

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["settlement"])
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Kind = Literal["daily", "delivery"]
-CURSOR_PATTERN = r"^[0-9]{1,19}\.(daily|delivery)\.[A-Z0-9][A-Z0-9/-]{0,63}$"
+CURSOR_PATTERN = r"^[0-9]{1,18}\.(daily|delivery)\.[A-Z0-9][A-Z0-9/-]{0,63}$"   # 18 digits: fits 64 bits
 REF_PATTERN = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Z0-9][A-Z0-9-]{0,31}/[0-9]{1,9})$"
 
 
