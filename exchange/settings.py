@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     scheduler: bool = Field(default=True, description="`exchange serve` runs daily settlement after each cut and "
                             "delivery settlement at each telemetry deadline; off for deployments that schedule "
                             "the jobs themselves")
+    calendar_poll_s: float = Field(default=60.0, gt=0, le=3_600, description="how often a running exchange lists "
+                                   "the calendar's series that have come due")
     scheduler_poll_s: float = Field(default=5.0, gt=0, le=300, description="how often the scheduler looks for due "
                                     "jobs")
     job_grace_s: int = Field(default=5, ge=0, le=3_600, description="a job runs this long after its cut or "

@@ -9,6 +9,7 @@ in flight (`shutdown_drain_s`), then stops the sequencer, which commits what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         await service.start()
         demo_task: asyncio.Task[None] | None = None
         calendar: Scheduler | None = None
+        listing_task: asyncio.Task[None] | None = None
         try:
             if list_calendar:
                 await _list_calendar(runtime)
@@ -100,12 +102,18 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             if banner:
                 server_file.announce(settings.data_dir, f"http://{settings.host}:{settings.port}", gateway_url)
                 print_banner(runtime, demo if isinstance(demo, DemoConfig) else DemoConfig() if demo else None)
+            if list_calendar:   # the calendar rolls daily: new series are listed as their time comes
+                listing_task = asyncio.create_task(_keep_listing(runtime), name="calendar-listing")
             if scheduler:
                 calendar = Scheduler(settings, store, lambda: runtime.engine, catalog.rules, exchange_clock_ns,
                                      _local_url(settings), metrics)
                 calendar.start()
             yield
         finally:
+            if listing_task is not None:
+                listing_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listing_task
             if calendar is not None:
                 await calendar.stop()
             if banner:
@@ -214,6 +222,19 @@ async def _first_operator_key(runtime: Runtime, keep: bool) -> None:
     os.replace(temporary, path)
     log.warning("%s: operator API key %s written to %s", "first start" if first else "no live operator key",
                 key_id, path)
+
+
+async def _keep_listing(runtime: Runtime) -> None:
+    """List the calendar's new series while the exchange runs (it rolls daily: a daily series is listed
+    days ahead; without this an exchange up for a week would stop listing new ones)."""
+    while True:
+        await asyncio.sleep(runtime.settings.calendar_poll_s)
+        try:
+            await _list_calendar(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception:   # listing is retried at the next poll; a failure must not end the loop
+            log.exception("listing the calendar's series failed")
 
 
 async def _list_calendar(runtime: Runtime) -> None:
