@@ -29,14 +29,14 @@ from exchange.client.errors import ExchangeError
 from exchange.domain.book import BUY, SELL
 from exchange.domain.commands import Command, CreateAccount, Deposit, ListSeries, Withdraw
 from exchange.domain.engine import Engine
-from exchange.domain.events import Rejected
+from exchange.domain.events import CashMoveDuplicate, Rejected
 from exchange.domain.units import micros_to_usd, ticks_to_price, usd_to_micros
 from exchange.jobs.session import running_service
 from exchange.live_server import live_api, operator_credentials
 from exchange.service.exchange_service import DataDirLocked, ExchangeService, ServiceConfig, verify_replay
 from exchange.service.loss import accept_loss as accept_loss_in
 from exchange.settings import Settings
-from exchange.signing import derive_secret
+from exchange.signing import IDEMPOTENCY_KEY_RE, derive_secret
 from exchange.store import Store
 from exchange.store.store import existing_store_seq
 
@@ -46,6 +46,9 @@ class Scope(StrEnum):
     TRADE = "trade"
     OPERATOR = "operator"
 
+ReferenceOption = Annotated[str | None, typer.Option(
+    help="your id of the transfer (1-64 of A-Z a-z 0-9 . _ : -): the same move with it again moves nothing, "
+         "for 24 h")]
 DataOption = Annotated[Path | None,
                        typer.Option("--data", help="data directory (default $EXCHANGE_DATA_DIR or ./data)")]
 
@@ -153,6 +156,33 @@ def _offline_only(settings: Settings, what: str) -> None:
                          "directory to itself; stop the server (SIGTERM) and run it again")
 
 
+def _check_reference(reference: str | None) -> None:
+    if reference is not None and not IDEMPOTENCY_KEY_RE.match(reference):
+        raise ValueError(f"--reference {reference!r}: 1 to 64 of A-Z a-z 0-9 . _ : - (it travels as the request's "
+                         "Idempotency-Key)")
+
+
+def _core_reference(settings: Settings, reference: str | None) -> str | None:
+    """The reference as the core sees it: scoped by the operator key, as the API scopes an Idempotency-Key,
+    so a move made live and retried offline (or the other way) is still recognised."""
+    if reference is None:
+        return None
+    try:
+        key_id, _ = operator_credentials(settings.data_dir)
+    except ValueError:
+        return reference
+    return f"{key_id}:{reference}"
+
+
+def settings_cash(settings: Settings, account_id: int) -> int:
+    """An account's cash from the data directory's store (after an offline command, it is caught up)."""
+    store = _store(settings)
+    try:
+        return store.balances().get(account_id, 0)
+    finally:
+        store.close()
+
+
 def _refused(events: list[Any]) -> str | None:
     rejected = [e for e in events if isinstance(e, Rejected)]
     return f"{rejected[0].code}: {rejected[0].message}" if rejected else None
@@ -200,35 +230,45 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
 
     # A negative amount must reach the command (and be refused with a reason), not read as an option.
     @app.command(context_settings={"ignore_unknown_options": True})
-    def deposit(account_id: int, amount_usd: str, data: DataOption = None) -> None:
+    def deposit(account_id: int, amount_usd: str, reference: ReferenceOption = None, data: DataOption = None) -> None:
         """Credit USD to an account (exact decimal, e.g. 2500.00)."""
         with errors():
             settings = _settings(data)
             micros = _positive_usd(amount_usd)
+            _check_reference(reference)
             with _live(settings) as client:
                 if client is not None:
-                    answer = client.deposit(account_id, str(micros_to_usd(micros)))
+                    answer = client.deposit(account_id, str(micros_to_usd(micros)), idempotency_key=reference)
                     console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
                     return
-            (events,) = submit_all(settings, [Deposit(account_id, micros)])
+            (events,) = submit_all(settings, [Deposit(account_id, micros, _core_reference(settings, reference))])
             if (why := _refused(events)) is not None:
                 raise ValueError(f"offline: {why}")
+            if isinstance(events[-1], CashMoveDuplicate):
+                console().print(f"account {account_id}: reference {reference} was already used for this move "
+                                f"(nothing moved); cash {micros_to_usd(settings_cash(settings, account_id))} USD")
+                return
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
     @app.command(context_settings={"ignore_unknown_options": True})
-    def withdraw(account_id: int, amount_usd: str, data: DataOption = None) -> None:
+    def withdraw(account_id: int, amount_usd: str, reference: ReferenceOption = None, data: DataOption = None) -> None:
         """Pay USD out of an account; refused if what is left would not cover its margin."""
         with errors():
             settings = _settings(data)
             micros = _positive_usd(amount_usd)
+            _check_reference(reference)
             with _live(settings) as client:
                 if client is not None:
-                    answer = client.withdraw(account_id, str(micros_to_usd(micros)))
+                    answer = client.withdraw(account_id, str(micros_to_usd(micros)), idempotency_key=reference)
                     console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
                     return
-            (events,) = submit_all(settings, [Withdraw(account_id, micros)])
+            (events,) = submit_all(settings, [Withdraw(account_id, micros, _core_reference(settings, reference))])
             if (why := _refused(events)) is not None:
                 raise ValueError(f"offline: {why}")
+            if isinstance(events[-1], CashMoveDuplicate):
+                console().print(f"account {account_id}: reference {reference} was already used for this move "
+                                f"(nothing moved); cash {micros_to_usd(settings_cash(settings, account_id))} USD")
+                return
             console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
     @app.command()

@@ -35,6 +35,7 @@ HEADER_SIGNATURE = "EX-ACCESS-SIGN"
 HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 
 TIMESTAMP_WINDOW_S = 5
+IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")   # the Idempotency-Key header's form
 TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$")
 
 

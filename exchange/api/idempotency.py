@@ -14,7 +14,6 @@ stored answer, not the command, so a retry after such a crash acts again (see th
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,9 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from exchange.api.auth import Principal, path_with_query
 from exchange.api.errors import ApiCode, ApiError
 from exchange.api.runtime import Runtime
-from exchange.signing import HEADER_IDEMPOTENCY_KEY
-
-IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+from exchange.signing import HEADER_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RE
 
 
 async def idempotent(request: Request, runtime: Runtime, principal: Principal,

@@ -37,7 +37,7 @@ from exchange.client.errors import (
     error_from_response,
 )
 from exchange.client.retry import RetryPolicy
-from exchange.client.signer import Signer, system_clock_s
+from exchange.client.signer import Signer
 from exchange.client.values import Money, flag, money, whole
 from exchange.signing import HEADER_IDEMPOTENCY_KEY
 
@@ -97,8 +97,9 @@ class BaseClient(ABC, Generic[R]):
 
     `base_url` is the server's origin, e.g. "http://127.0.0.1:8000". Private endpoints need `key_id`
     and `secret`. Failed attempts of retry-safe calls are retried up to `max_retries` times (see
-    `RetryPolicy`); every attempt is signed afresh with `clock_s()` as the timestamp. `rng` (a source
-    of floats in [0, 1)) draws the backoff jitter.
+    `RetryPolicy`); every attempt is signed afresh with a timestamp to the microsecond, strictly
+    increasing (`clock_s`, whole seconds, replaces the system clock in tests). `rng` (a source of floats in
+    [0, 1)) draws the backoff jitter.
 
     Prices and cash amounts are accepted as Decimal, str or int, and sent as decimal strings; a float
     is refused with TypeError. Answers are returned as the parsed JSON objects (dicts) the API
@@ -107,7 +108,7 @@ class BaseClient(ABC, Generic[R]):
 
     def __init__(self, base_url: str, key_id: str | None = None, secret: str | None = None, *,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S, max_retries: int = 3,
-                 clock_s: Callable[[], int] = system_clock_s, rng: Callable[[], float] = random.random,
+                 clock_s: Callable[[], int] | None = None, rng: Callable[[], float] = random.random,
                  retry_policy: RetryPolicy | None = None) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:

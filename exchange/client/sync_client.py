@@ -15,7 +15,6 @@ from exchange.client.base_client import DEFAULT_TIMEOUT_S, USER_AGENT, BaseClien
 from exchange.client.calls import Call, segment
 from exchange.client.errors import ExchangeError
 from exchange.client.retry import RetryPolicy
-from exchange.client.signer import system_clock_s
 
 JSON = dict[str, Any]
 
@@ -33,7 +32,7 @@ class Client(BaseClient[JSON]):
 
     def __init__(self, base_url: str, key_id: str | None = None, secret: str | None = None, *,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S, max_retries: int = 3,
-                 clock_s: Callable[[], int] = system_clock_s, transport: httpx.BaseTransport | None = None,
+                 clock_s: Callable[[], int] | None = None, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random,
                  retry_policy: RetryPolicy | None = None) -> None:
         super().__init__(base_url, key_id, secret, timeout=timeout, max_retries=max_retries, clock_s=clock_s,

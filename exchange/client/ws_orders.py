@@ -37,7 +37,7 @@ from exchange.client.errors import (
     error_from_response,
     status_for_code,
 )
-from exchange.client.signer import Signer, system_clock_s
+from exchange.client.signer import Signer
 from exchange.client.values import Money, flag, whole
 
 ORDERS_PATH = "/v1/ws/orders"
@@ -87,7 +87,7 @@ class OrderSession:
 
     @classmethod
     async def connect(cls, url: str, key_id: str, secret: str, cancel_on_disconnect: bool = False, *,
-                      clock_s: Callable[[], int] = system_clock_s, open_timeout_s: float | None = 10.0,
+                      clock_s: Callable[[], int] | None = None, open_timeout_s: float | None = 10.0,
                       request_timeout_s: float | None = 10.0, max_in_flight: int | None = None) -> OrderSession:
         """Open the WebSocket at `url` (ws(s)://host/v1/ws/orders, or the server's http(s) base URL)
         and authenticate with the API key. With `cancel_on_disconnect`, the server cancels all the

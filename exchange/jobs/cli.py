@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -80,6 +80,32 @@ def register(app: typer.Typer, errors: Callable[[], AbstractContextManager[None]
              console: Callable[[], Console]) -> None:
     settle = typer.Typer(help="Settlement batch jobs (rulebook §6-§8).", no_args_is_help=True)
     app.add_typer(settle, name="settle")
+
+    @app.command("jobs")
+    def jobs(limit: Annotated[int, typer.Option(min=1, max=500, help="runs to show, newest first")] = 20,
+             state: Annotated[str | None, typer.Option(help="only runs in this state: running, succeeded, failed, "
+                                                       "interrupted")] = None,
+             kind: Annotated[str | None, typer.Option(help="only daily, delivery or retention runs")] = None,
+             data: DataOption = None, url: UrlOption = None) -> None:
+        """The exchange's settlement job runs: state, progress, duration, counts, errors (through the running
+        server's API, else from the data directory's store)."""
+        with errors():
+            settings = _settings(data)
+            runs = _job_runs(settings, url, limit, state, kind)
+            table = Table(title="job runs, newest first")
+            for column in ("run", "kind", "key", "trigger", "attempt", "state", "progress", "duration",
+                           "counts / error"):
+                table.add_column(column)
+            for run in runs:
+                progress = run["progress"]
+                done = f"{progress['done']}/{progress['total']}" if progress["total"] is not None else str(
+                    progress["done"])
+                duration = "" if run["duration_ms"] is None else f"{run['duration_ms'] / 1000:.1f} s"
+                detail = run["error"] or ", ".join(f"{k} {v}" for k, v in run["counts"].items())
+                style = {"failed": "red", "interrupted": "yellow", "running": "cyan"}.get(run["state"], "")
+                table.add_row(str(run["run_id"]), run["kind"], run["key"], run["trigger"], str(run["attempt"]),
+                              f"[{style}]{run['state']}[/]" if style else run["state"], done, duration, detail)
+            console().print(table)
 
     @settle.command("daily")
     def daily(date: Annotated[str, typer.Option(help="settle every cut up to this date's 16:00 UTC (YYYY-MM-DD)")],
@@ -212,3 +238,30 @@ def _progress(console: Console, quiet: bool = False) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True, disable=quiet or not console.is_terminal)
 
+
+
+def _job_runs(settings: Settings, url: str | None, limit: int, state: str | None,
+              kind: str | None) -> list[dict[str, Any]]:
+    """Job runs through the running exchange's API (the one at `url`, or serving the data directory),
+    else straight from the stopped exchange's store."""
+    from exchange.client import Client
+    from exchange.client.errors import ExchangeError
+    from exchange.live_server import live_api, operator_credentials
+    from exchange.store import Store
+    from exchange.store.job_log import JobLog
+
+    target = url or live_api(settings.data_dir)
+    if target is not None:
+        key_id, secret = operator_credentials(settings.data_dir)
+        with Client(target, key_id, secret) as client:
+            try:
+                items: list[dict[str, Any]] = client.job_runs(limit=limit, state=state, kind=kind)["items"]
+            except ExchangeError as error:
+                raise ValueError(f"live (the exchange at {target}): {error}") from None
+            return items
+    store = Store(settings.store_url())
+    try:
+        store.migrate()
+        return [run.as_json() for run in JobLog(store).page(limit, None, state, kind)]
+    finally:
+        store.close()

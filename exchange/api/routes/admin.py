@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from exchange.api import present
 from exchange.api.auth import OPERATOR, Principal
 from exchange.api.errors import ApiCode, ApiError
-from exchange.api.idempotency import IDEMPOTENCY_KEY_RE, idempotent
+from exchange.api.idempotency import idempotent
 from exchange.api.runtime import Runtime, get_runtime
 from exchange.api.schemas import (
     ACCOUNT_ID_MAX,
@@ -43,7 +43,7 @@ from exchange.domain.commands import (
     Withdraw,
 )
 from exchange.domain.units import UnitError, usd_to_micros
-from exchange.signing import HEADER_IDEMPOTENCY_KEY, derive_secret
+from exchange.signing import HEADER_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RE, derive_secret
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
 
