@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from exchange.api import asyncapi, openapi, server_file
 from exchange.api.errors import install_error_handlers
@@ -42,6 +43,7 @@ from exchange.store import Store
 
 log = logging.getLogger(__name__)
 
+DOCS_ASSETS_URL = "/docs-assets"
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": description} for status, description in (
         (400, "malformed request"), (401, "missing or bad signature"), (403, "the key lacks the scope"),
@@ -124,9 +126,11 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             await service.stop()
             store.close()
 
-    app = FastAPI(title="GPU compute futures exchange", version="1", lifespan=lifespan,
-                  responses=ERROR_RESPONSES, description=API_DESCRIPTION,
-                  generate_unique_id_function=openapi.operation_id)
+    # FastAPI's own /docs and /redoc load their scripts from a CDN, so offline they are blank pages:
+    # fastapi-offline serves the same Swagger UI and ReDoc from its package (under /docs-assets).
+    app = FastAPIOffline(title="GPU compute futures exchange", version="1", lifespan=lifespan,
+                         responses=ERROR_RESPONSES, description=API_DESCRIPTION,
+                         generate_unique_id_function=openapi.operation_id, static_url=DOCS_ASSETS_URL)
     install_error_handlers(app)
     for module in (health, market, orders, account, settlement, statements, admin, jobs, ws_orders):
         app.include_router(module.router)
