@@ -16,7 +16,8 @@ trading K times (a sell and a crossing buy at the same price, pairs of accounts,
 series and the day, a share in the VWAP window), then the job settles the day, in a fresh subprocess.
 Its phases are timed from the inside: service open (recovery of the live core from the journal),
 the read-only replay of the journal into cuts, planning, posting (the `SettleDaily` commands,
-durable), margin calls, statements (two files per account), service close.
+durable), margin calls, statements (computed, then one store row per account in one transaction per
+date: they were two files per account, two thirds of the job), service close.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ from exchange.domain.spec import PeriodKind, SeriesSpec
 from exchange.domain.units import NS_PER_HOUR
 from exchange.jobs import daily as daily_job
 from exchange.jobs import delivery as delivery_job
-from exchange.jobs.session import running_service
+from exchange.jobs.session import job_session, running_service
 from exchange.service.exchange_service import ExchangeService
 from exchange.settings import Settings
+from exchange.store.statement_archive import StatementArchive
 from exchange.telemetry.generator import GeneratorConfig, write_telemetry
 from exchange.testing.specs import DELIVERY_START_NS, make_spec
 
@@ -119,17 +121,19 @@ def _timed(phases: dict[str, float], name: str, function: Callable[P, R]) -> Cal
     return wrapper
 
 
-def _timed_service(phases: dict[str, float]) -> Callable[..., contextlib.AbstractAsyncContextManager[ExchangeService]]:
+def _timed_session(phases: dict[str, float]) -> Callable[..., contextlib.AbstractAsyncContextManager[Any]]:
+    """`job_session` (offline here: no server holds the directory), timing its open and close."""
     @contextlib.asynccontextmanager
-    async def timed(settings: Settings, catalog: Catalog,
-                    clock_ns: Callable[[], int] = time.time_ns) -> AsyncIterator[ExchangeService]:
+    async def timed(settings: Settings, catalog: Catalog, clock_ns: Callable[[], int] = time.time_ns,
+                    url: str | None = None) -> AsyncIterator[Any]:
         started = time.perf_counter()
         closing = 0.0
         try:
-            async with running_service(settings, catalog, clock_ns) as service:
+            async with job_session(settings, catalog, clock_ns, url) as session:
                 phases["open"] = time.perf_counter() - started
-                phases["recovery_replayed"] = float(service.recovery.replayed if service.recovery else 0)
-                yield service
+                recovery = getattr(getattr(session, "service", None), "recovery", None)
+                phases["recovery_replayed"] = float(recovery.replayed if recovery else 0)
+                yield session
                 closing = time.perf_counter()
         finally:
             if closing:
@@ -258,8 +262,10 @@ def child_daily(data_dir: Path, clock_ns: int) -> dict[str, Any]:
     settings, catalog = _settings(data_dir), load_catalog()
     phases: dict[str, float] = {}
     patches: dict[str, object] = {name: _timed(phases, name, getattr(daily_job, name))
-                                  for name in ("replay_cuts", "plan_daily", "margin_calls", "write_daily_statements")}
-    patches["running_service"] = _timed_service(phases)
+                                  for name in ("replay_cuts", "plan_daily", "margin_calls", "daily_statements")}
+    patches["job_session"] = _timed_session(phases)
+    write = StatementArchive.write
+    StatementArchive.write = _timed(phases, "statements_write", write)  # type: ignore[method-assign]
     for name, patched in patches.items():
         setattr(daily_job, name, patched)
     rss_before, cpu_before = _rss_mib(), _cpu_s()
@@ -272,7 +278,7 @@ def child_daily(data_dir: Path, clock_ns: int) -> dict[str, Any]:
     return {"total_s": total, "phases": phases, "plans": len(report.plans), "posted": len(report.posted),
             "postings": sum(len(plan.postings) for plan in report.plans), "holders": len(holders),
             "positions": sum(len(plan.positions) for plan in report.plans),
-            "statements": len(report.statements), "margin_calls": len(report.margin_calls),
+            "statements": report.statements_written, "margin_calls": len(report.margin_calls),
             "rss_before_mib": rss_before, "peak_rss_mib": _rss_mib(), "cpu_s": _cpu_s() - cpu_before}
 
 
@@ -385,13 +391,14 @@ def main() -> None:
         print(f"  run_daily total {result['total_s']:.2f} s ({result['cpu_s']:.2f} CPU s): "
               f"{result['plans']} series settled, "
               f"{result['postings']:,} variation-margin postings, {result['positions']:,} positions held by "
-              f"{result['holders']:,} accounts, {result['statements']:,} statement files, "
+              f"{result['holders']:,} accounts, {result['statements']:,} statements (one store row each), "
               f"{result['margin_calls']} margin calls; peak RSS {result['peak_rss_mib']:.0f} MiB "
               f"(before the job {result['rss_before_mib']:.0f} MiB)")
         rows = [("service open (recovery of the live core)", "open"),
                 ("replay of the journal into cuts", "replay_cuts"), ("planning", "plan_daily"),
                 ("posting (SettleDaily, durable) + expiry", "posting"), ("margin calls", "margin_calls"),
-                ("statements (JSON + CSV per account)", "write_daily_statements"), ("service close", "close")]
+                ("statements: computed", "daily_statements"), ("statements: stored (one transaction)",
+                                                                "statements_write"), ("service close", "close")]
         for label, key in rows:
             seconds = phases.get(key, 0.0)
             extra = (f"  ({int(phases['recovery_replayed']):,} commands replayed)" if key == "open" else
