@@ -233,43 +233,34 @@ def register(app: typer.Typer, errors: Any, console: Any) -> None:
     def deposit(account_id: int, amount_usd: str, reference: ReferenceOption = None, data: DataOption = None) -> None:
         """Credit USD to an account (exact decimal, e.g. 2500.00)."""
         with errors():
-            settings = _settings(data)
-            micros = _positive_usd(amount_usd)
-            _check_reference(reference)
-            with _live(settings) as client:
-                if client is not None:
-                    answer = client.deposit(account_id, str(micros_to_usd(micros)), idempotency_key=reference)
-                    console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
-                    return
-            (events,) = submit_all(settings, [Deposit(account_id, micros, _core_reference(settings, reference))])
-            if (why := _refused(events)) is not None:
-                raise ValueError(f"offline: {why}")
-            if isinstance(events[-1], CashMoveDuplicate):
-                console().print(f"account {account_id}: reference {reference} was already used for this move "
-                                f"(nothing moved); cash {micros_to_usd(settings_cash(settings, account_id))} USD")
-                return
-            console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
+            move_cash(Deposit, account_id, amount_usd, reference, data)
 
     @app.command(context_settings={"ignore_unknown_options": True})
     def withdraw(account_id: int, amount_usd: str, reference: ReferenceOption = None, data: DataOption = None) -> None:
         """Pay USD out of an account; refused if what is left would not cover its margin."""
         with errors():
-            settings = _settings(data)
-            micros = _positive_usd(amount_usd)
-            _check_reference(reference)
-            with _live(settings) as client:
-                if client is not None:
-                    answer = client.withdraw(account_id, str(micros_to_usd(micros)), idempotency_key=reference)
-                    console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
-                    return
-            (events,) = submit_all(settings, [Withdraw(account_id, micros, _core_reference(settings, reference))])
-            if (why := _refused(events)) is not None:
-                raise ValueError(f"offline: {why}")
-            if isinstance(events[-1], CashMoveDuplicate):
-                console().print(f"account {account_id}: reference {reference} was already used for this move "
-                                f"(nothing moved); cash {micros_to_usd(settings_cash(settings, account_id))} USD")
+            move_cash(Withdraw, account_id, amount_usd, reference, data)
+
+    def move_cash(kind: type[Deposit] | type[Withdraw], account_id: int, amount_usd: str, reference: str | None,
+                  data: Path | None) -> None:
+        """A deposit or withdrawal, live through the server holding the directory, else offline."""
+        settings = _settings(data)
+        micros = _positive_usd(amount_usd)
+        _check_reference(reference)
+        with _live(settings) as client:
+            if client is not None:
+                send = client.deposit if kind is Deposit else client.withdraw
+                answer = send(account_id, str(micros_to_usd(micros)), idempotency_key=reference)
+                console().print(f"account {account_id}: cash {answer['cash']} USD (live)")
                 return
-            console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
+        (events,) = submit_all(settings, [kind(account_id, micros, _core_reference(settings, reference))])
+        if (why := _refused(events)) is not None:
+            raise ValueError(f"offline: {why}")
+        if isinstance(events[-1], CashMoveDuplicate):
+            console().print(f"account {account_id}: reference {reference} was already used for this move "
+                            f"(nothing moved); cash {micros_to_usd(settings_cash(settings, account_id))} USD")
+            return
+        console().print(f"account {account_id}: cash {micros_to_usd(events[-1].balance_micros)} USD")
 
     @app.command()
     def book(symbol: str, depth: int = 10, data: DataOption = None) -> None:

@@ -12,7 +12,6 @@ stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
@@ -34,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from exchange import admin_cli
-from exchange.api.server_file import SERVER_FILE
+from exchange.api.server_file import announced
 from exchange.catalog import Catalog, CatalogError, SymbolError, load_catalog, parse_symbol
 from exchange.catalog.nearest import nearest_series
 from exchange.domain.book import BUY
@@ -642,13 +641,9 @@ def server_urls(data: Path | None) -> dict[str, str]:
     from exchange.settings import Settings
 
     settings = Settings() if data is None else Settings().model_copy(update={"data_dir": data})
-    announced = settings.data_dir / SERVER_FILE
-    try:
-        urls = json.loads(announced.read_text())
-        if isinstance(urls, dict) and isinstance(urls.get("feeds"), str) and isinstance(urls.get("api"), str):
-            return urls
-    except (OSError, ValueError):
-        pass
+    urls = announced(settings.data_dir)
+    if urls is not None:
+        return urls
     host = settings.feed_host or settings.host
     return {"api": f"http://{settings.host}:{settings.port}", "feeds": f"http://{host}:{settings.feed_port}"}
 

@@ -10,7 +10,7 @@ import fcntl
 import json
 from pathlib import Path
 
-from exchange.api.server_file import SERVER_FILE
+from exchange.api.server_file import SERVER_FILE, announced
 
 OPERATOR_KEY_FILE = "operator-key.json"
 
@@ -32,11 +32,8 @@ def server_holds(data_dir: Path) -> bool:
 
 def announced_api(data_dir: Path) -> str | None:
     """The API URL the server of `data_dir` announced, if it did."""
-    try:
-        urls = json.loads((data_dir / SERVER_FILE).read_text())
-        return str(urls["api"]) if isinstance(urls, dict) and isinstance(urls.get("api"), str) else None
-    except (OSError, ValueError):
-        return None
+    urls = announced(data_dir)
+    return None if urls is None else urls["api"]
 
 
 def operator_credentials(data_dir: Path) -> tuple[str, str]:

@@ -26,3 +26,14 @@ def announce(data_dir: Path, api_url: str, feeds_url: str | None) -> None:
 def withdraw(data_dir: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (data_dir / SERVER_FILE).unlink()
+
+
+def announced(data_dir: Path) -> dict[str, str] | None:
+    """The URLs the server of `data_dir` announced ({"api", "feeds"}), or None if none did."""
+    try:
+        urls = json.loads((data_dir / SERVER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(urls, dict) and isinstance(urls.get("api"), str) and isinstance(urls.get("feeds"), str):
+        return {"api": urls["api"], "feeds": urls["feeds"]}
+    return None

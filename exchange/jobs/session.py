@@ -147,19 +147,27 @@ def yield_cpu(nice: int) -> None:
             os.nice(nice)
 
 
+def _owned_service(settings: Settings, catalog: Catalog,
+                   clock_ns: Callable[[], int]) -> tuple[Store, ExchangeService]:
+    """The store (migrated) and the service of a process that opens the data directory itself: snapshots
+    written inline, no deadline task (time moves with the commands submitted). Not opened yet."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.store_url())
+    store.migrate()
+    service = ExchangeService(ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
+                                            snapshot_every_commands=settings.snapshot_every_commands,
+                                            snapshot_mode="inline",
+                                            audit_every_commands=settings.audit_every_commands, deadline_poll_ms=0),
+                              store, clock_ns)
+    return store, service
+
+
 @asynccontextmanager
 async def job_session(settings: Settings, catalog: Catalog, clock_ns: Callable[[], int] = time.time_ns,
                       url: str | None = None) -> AsyncIterator[JobSession]:
     """Offline if no server holds the data directory (and no `url`), else live against the server."""
     if url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.store_url())
-        store.migrate()
-        service = ExchangeService(ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
-                                                snapshot_every_commands=settings.snapshot_every_commands,
-                                                snapshot_mode="inline",
-                                                audit_every_commands=settings.audit_every_commands,
-                                                deadline_poll_ms=0), store, clock_ns)
+        store, service = _owned_service(settings, catalog, clock_ns)
         try:
             try:
                 service.open()
@@ -209,14 +217,7 @@ async def _live(settings: Settings, catalog: Catalog, url: str) -> AsyncIterator
 async def running_service(settings: Settings, catalog: Catalog,
                           clock_ns: Callable[[], int] = time.time_ns) -> AsyncIterator[ExchangeService]:
     """The durable service on the data directory, owned by this process (tests, offline tools)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.store_url())
-    store.migrate()
-    service = ExchangeService(ServiceConfig(settings.data_dir, limits=catalog.rules.engine_limits(),
-                                            snapshot_every_commands=settings.snapshot_every_commands,
-                                            snapshot_mode="inline",
-                                            audit_every_commands=settings.audit_every_commands, deadline_poll_ms=0),
-                              store, clock_ns)
+    store, service = _owned_service(settings, catalog, clock_ns)
     try:
         try:
             service.open()
